@@ -1,0 +1,1 @@
+"""Console entry points: ``basicsr train|test`` and ``gaussiansr upscale|profile|show|demo``."""

@@ -1,0 +1,111 @@
+"""``basicsr train|test``: import the installed plugins, then hand over to BasicSR's own pipelines.
+
+BasicSR 1.4.2 ships no console script. This one takes exactly the flags of ``basicsr/train.py`` and
+``basicsr/test.py`` (``-opt``, ``--launcher``, ``--auto_resume``, ``--debug``, ``--local_rank``,
+``--force_yml``), imports every plugin registered under the ``basicsr.plugins`` entry-point group plus the
+modules named in the yml's ``custom_imports: {imports: [...]}`` (the OpenMMLab convention), and runs
+``train_pipeline`` / ``test_pipeline`` with the current directory as the experiments root.
+"""
+import argparse
+import importlib
+import os
+import sys
+from importlib import metadata
+from typing import List, Optional
+
+import yaml
+
+from .errors import UserError, fail
+
+PLUGIN_GROUP = 'basicsr.plugins'
+
+
+def _option_parser(command: str) -> argparse.ArgumentParser:
+    """The same flags as BasicSR's ``parse_options`` (used for ``--help`` and to find ``-opt``)."""
+    parser = argparse.ArgumentParser(prog=f'basicsr {command}', description=f'BasicSR {command} pipeline.')
+    parser.add_argument('-opt', type=str, required=True, help='Path to option YAML file.')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none', help='job launcher')
+    parser.add_argument('--auto_resume', action='store_true')
+    parser.add_argument('--debug', action='store_true')
+    parser.add_argument('--local_rank', type=int, default=0)
+    parser.add_argument('--force_yml', nargs='+', default=None, help='Force to update yml files, e.g. train:ema=0.9')
+    return parser
+
+
+def read_custom_imports(opt_path: str) -> List[str]:
+    """Module names listed under ``custom_imports.imports`` in the yml (empty if absent)."""
+    if not os.path.isfile(opt_path):
+        raise UserError(f'option file not found: {opt_path}')
+    try:
+        with open(opt_path) as f:
+            opt = yaml.safe_load(f)
+    except yaml.YAMLError as exc:
+        raise UserError(f'cannot parse {opt_path}: {str(exc).splitlines()[0]}') from exc
+    if not isinstance(opt, dict):
+        raise UserError(f'{opt_path} is not a YAML mapping of options')
+    custom = opt.get('custom_imports') or {}
+    imports = custom.get('imports', []) if isinstance(custom, dict) else custom
+    if isinstance(imports, str):
+        imports = [imports]
+    if not isinstance(imports, list) or not all(isinstance(m, str) for m in imports):
+        raise UserError(f'{opt_path}: custom_imports.imports must be a list of module names')
+    allow_failed = isinstance(custom, dict) and bool(custom.get('allow_failed_imports', False))
+    return imports if not allow_failed else [f'?{m}' for m in imports]
+
+
+def import_plugins(custom_imports: List[str]) -> List[str]:
+    """Import this plugin, every ``basicsr.plugins`` entry point, then ``custom_imports``; return their names.
+
+    A name starting with ``?`` may fail to import (``allow_failed_imports: true``).
+    """
+    import gaussiansr_plugin  # noqa: F401  (alias for BasicSR, registration)
+    names = ['gaussiansr_plugin']
+    for entry in metadata.entry_points(group=PLUGIN_GROUP):
+        if entry.value not in names:
+            importlib.import_module(entry.value)
+            names.append(entry.value)
+    for name in custom_imports:
+        optional, name = name.startswith('?'), name.lstrip('?')
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            if optional:
+                continue
+            raise UserError(f"custom_imports: cannot import '{name}' ({exc}); is it installed or on PYTHONPATH?") from exc
+        names.append(name)
+    return names
+
+
+def run(command: str, argv: List[str]) -> None:
+    """Run BasicSR's ``train_pipeline`` or ``test_pipeline`` with ``argv`` as its command line."""
+    args = _option_parser(command).parse_args(argv)
+    import_plugins(read_custom_imports(args.opt))
+    from . import basicsr_fixes
+    basicsr_fixes.apply()
+    sys.argv = [f'basicsr {command}'] + list(argv)
+    if command == 'train':
+        from basicsr.train import train_pipeline
+        train_pipeline(os.getcwd())
+    else:
+        from basicsr.test import test_pipeline
+        test_pipeline(os.getcwd())
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(
+        prog='basicsr', description='BasicSR train/test launcher that loads installed plugins (GaussianSR, ...).')
+    parser.add_argument('command', choices=['train', 'test'], help='train: train_pipeline; test: test_pipeline')
+    if not argv or argv[0] in ('-h', '--help'):
+        parser.print_help()
+        sys.exit(0 if argv else 2)
+    if argv[0] not in ('train', 'test'):
+        parser.error(f"unknown command '{argv[0]}' (choose train or test)")
+    try:
+        run(argv[0], argv[1:])
+    except UserError as exc:
+        fail(str(exc))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,84 @@
+"""Small fixes to BasicSR 1.4.2's entry points, applied by our launcher before it calls them.
+
+- ``load_resume_state`` maps states to ``cuda`` unconditionally and looks for ``./experiments``
+  instead of ``opt['path']['training_states']``: ours loads to the run's device, from the run's folder.
+- ``init_dist`` hard-codes NCCL and ``rank % cuda.device_count()``: ours uses ``LOCAL_RANK`` and
+  falls back to gloo when there is no GPU, so ``--launcher pytorch`` also works on CPUs.
+- ``parse_options`` copies a top-level ``scale`` over every dataset: ours keeps a dataset's own ``scale``
+  (test ymls mix x2, x3.5 and x12 sets).
+"""
+import os
+from collections import Counter, OrderedDict, defaultdict
+from os import path as osp
+
+import torch
+import torch.distributed as dist
+import yaml
+
+from basicsr.utils import scandir
+from basicsr.utils.options import ordered_yaml
+
+
+def load_resume_state(opt: dict):
+    """Return the resume state dict (or None), loaded onto the device the run trains on."""
+    resume_state_path = opt['path'].get('resume_state')
+    if opt['auto_resume']:
+        state_dir = opt['path']['training_states']
+        if osp.isdir(state_dir):
+            iters = [int(v.split('.state')[0]) for v in scandir(state_dir, suffix='.state', recursive=False)]
+            if iters:
+                resume_state_path = osp.join(state_dir, f'{max(iters)}.state')
+                opt['path']['resume_state'] = resume_state_path
+    if not resume_state_path:
+        return None
+    from basicsr.utils import check_resume
+    if opt['num_gpu'] != 0 and torch.cuda.is_available():
+        device = torch.device('cuda', torch.cuda.current_device())
+    else:
+        device = torch.device('cpu')
+    with torch.serialization.safe_globals([Counter, OrderedDict, defaultdict]):
+        resume_state = torch.load(resume_state_path, map_location=device, weights_only=True)
+    check_resume(opt, resume_state['iter'])
+    return resume_state
+
+
+def init_dist(launcher: str, backend: str = 'nccl', **kwargs) -> None:
+    """Initialise torch.distributed for ``--launcher pytorch`` (NCCL on GPUs, gloo on CPUs)."""
+    if launcher != 'pytorch':
+        from basicsr.utils.dist_util import init_dist as basicsr_init_dist
+        basicsr_init_dist(launcher, backend, **kwargs)
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count())
+    else:
+        backend = 'gloo'
+    dist.init_process_group(backend=backend, **kwargs)
+
+
+def keep_dataset_scales(parse_options):
+    """Wrap BasicSR's ``parse_options`` so each dataset keeps its own ``scale`` if it has one."""
+
+    def wrapped(root_path, is_train=True):
+        opt, args = parse_options(root_path, is_train=is_train)
+        with open(args.opt) as f:
+            raw = yaml.load(f, Loader=ordered_yaml()[0])
+        for phase, dataset_opt in (raw.get('datasets') or {}).items():
+            if 'scale' in dataset_opt and phase in opt['datasets']:
+                opt['datasets'][phase]['scale'] = dataset_opt['scale']
+        return opt, args
+
+    return wrapped
+
+
+def apply() -> None:
+    """Patch BasicSR's train/test modules in place (idempotent)."""
+    import basicsr.test
+    import basicsr.train
+    import basicsr.utils.options
+    if getattr(basicsr.train, '_gaussiansr_fixed', False):
+        return
+    basicsr.train.load_resume_state = load_resume_state
+    basicsr.utils.options.init_dist = init_dist
+    basicsr.train.parse_options = keep_dataset_scales(basicsr.train.parse_options)
+    basicsr.test.parse_options = keep_dataset_scales(basicsr.test.parse_options)
+    basicsr.train._gaussiansr_fixed = True

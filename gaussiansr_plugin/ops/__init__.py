@@ -1,0 +1,1 @@
+"""Custom ops: ``splat`` (continuous 2D Gaussian splatting)."""
