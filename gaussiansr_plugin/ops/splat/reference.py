@@ -39,8 +39,8 @@ def _splat_chunk(feat_t, params_t, coords, h, w, radius):
     idx = (iy.clamp(0, h - 1) * w + ix.clamp(0, w - 1)).reshape(b, -1)  # [B, q*k*k]
     params = torch.gather(params_t, 1, idx[..., None].expand(-1, -1, 4)).reshape(b, q, -1, 4)
     sy, sx, rho, opacity = params.unbind(-1)
-    dy = (py[..., None, None] - iy.to(py.dtype)).reshape(b, q, -1)
-    dx = (px[..., None, None] - ix.to(px.dtype)).reshape(b, q, -1)
+    dy = (py[..., None, None] - iy.to(py.dtype)).expand(-1, -1, -1, ix.shape[-1]).reshape(b, q, -1)
+    dx = (px[..., None, None] - ix.to(px.dtype)).expand(-1, -1, iy.shape[-2], -1).reshape(b, q, -1)
     ny, nx = dy / sy, dx / sx
     maha = (ny * ny - 2 * rho * ny * nx + nx * nx) / (1 - rho * rho)
     weight = opacity * torch.exp(-0.5 * maha) * valid.reshape(b, q, -1).to(opacity.dtype)  # [B, q, k*k]

@@ -1,0 +1,181 @@
+"""Feature-only encoders (no upsampler): LR image [B, 3, h, w] -> features [B, C, h, w].
+
+Built from the ``encoder`` option dict of ``GaussianSR``: ``type`` is one of ``edsr-baseline``, ``edsr``,
+``rdn``, ``swinir`` or the name of any class in BasicSR's ``ARCH_REGISTRY`` that maps [B, 3, h, w] to
+[B, C, h, w]; the remaining keys are its keyword arguments. Every encoder exposes ``num_feat_out``.
+"""
+import copy
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from basicsr.archs.arch_util import ResidualBlockNoBN, make_layer
+from basicsr.utils.registry import ARCH_REGISTRY
+
+
+class EDSREncoder(nn.Module):
+    """EDSR body without upsampler (Lim et al., CVPR-W 2017), as LIIF and GaussianSR use it.
+
+    Args:
+        num_in_ch (int): Input channels. Default: 3.
+        num_feat (int): Feature channels. Default: 64.
+        num_block (int): Residual blocks. Default: 16.
+        res_scale (float): Residual scaling. Default: 1.
+    """
+
+    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, num_block: int = 16, res_scale: float = 1.0):
+        super().__init__()
+        self.num_feat_out = num_feat
+        self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
+        self.body = make_layer(ResidualBlockNoBN, num_block, num_feat=num_feat, res_scale=res_scale, pytorch_init=True)
+        self.conv_after_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv_first(x)
+        return self.conv_after_body(self.body(x)) + x
+
+
+class _DenseLayer(nn.Module):
+
+    def __init__(self, in_ch: int, growth: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_ch, growth, 3, 1, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([x, F.relu(self.conv(x))], dim=1)
+
+
+class _RDB(nn.Module):
+    """Residual dense block: ``num_layer`` densely connected convs, 1x1 fusion, local residual."""
+
+    def __init__(self, num_feat: int, growth: int, num_layer: int):
+        super().__init__()
+        self.layers = nn.Sequential(*[_DenseLayer(num_feat + i * growth, growth) for i in range(num_layer)])
+        self.fuse = nn.Conv2d(num_feat + num_layer * growth, num_feat, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fuse(self.layers(x)) + x
+
+
+class RDNEncoder(nn.Module):
+    """RDN without upsampler (Zhang et al., CVPR 2018), configuration B of LIIF/GaussianSR.
+
+    Args:
+        num_in_ch (int): Input channels. Default: 3.
+        num_feat (int): G0, feature channels. Default: 64.
+        growth (int): G, growth rate. Default: 64.
+        num_block (int): D, residual dense blocks. Default: 16.
+        num_layer (int): C, convs per block. Default: 8.
+    """
+
+    def __init__(self, num_in_ch: int = 3, num_feat: int = 64, growth: int = 64, num_block: int = 16,
+                 num_layer: int = 8):
+        super().__init__()
+        self.num_feat_out = num_feat
+        self.sfe1 = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
+        self.sfe2 = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.blocks = nn.ModuleList([_RDB(num_feat, growth, num_layer) for _ in range(num_block)])
+        self.gff = nn.Sequential(nn.Conv2d(num_block * num_feat, num_feat, 1), nn.Conv2d(num_feat, num_feat, 3, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        f1 = self.sfe1(x)
+        x = self.sfe2(f1)
+        outs = []
+        for block in self.blocks:
+            x = block(x)
+            outs.append(x)
+        return self.gff(torch.cat(outs, dim=1)) + f1
+
+
+class SwinIREncoder(nn.Module):
+    """SwinIR-classical body without its upsampler (Liang et al., ICCV-W 2021), built from BasicSR's SwinIR.
+
+    Inputs are reflect-padded to a multiple of ``window_size`` and the features cropped back.
+
+    Args:
+        embed_dim (int): Channels, also ``num_feat_out``. Default: 180.
+        depths (list[int]): Swin blocks per RSTB. Default: [6] * 6.
+        num_heads (list[int]): Attention heads per RSTB. Default: [6] * 6.
+        window_size (int): Attention window. Default: 8.
+        mlp_ratio (float): MLP expansion. Default: 2.
+        img_size (int): Training patch size (sets the cached attention mask). Default: 48.
+    """
+
+    def __init__(self, embed_dim: int = 180, depths: Optional[list] = None, num_heads: Optional[list] = None,
+                 window_size: int = 8, mlp_ratio: float = 2.0, img_size: int = 48, **kwargs):
+        super().__init__()
+        from basicsr.archs.swinir_arch import SwinIR
+        swin = SwinIR(
+            img_size=img_size, in_chans=3, embed_dim=embed_dim, depths=depths or [6] * 6,
+            num_heads=num_heads or [6] * 6, window_size=window_size, mlp_ratio=mlp_ratio, upscale=1,
+            upsampler='', resi_connection='1conv', **kwargs)
+        self.window_size = window_size
+        self.num_feat_out = embed_dim
+        self.conv_first = swin.conv_first
+        self.swin = swin
+        del swin.conv_last  # the image-reconstruction head: not part of a feature encoder
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        pad_h, pad_w = (-h) % self.window_size, (-w) % self.window_size
+        mode = 'reflect' if pad_h < h and pad_w < w else 'replicate'
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        first = self.conv_first(x)
+        feat = self.swin.conv_after_body(self.swin.forward_features(first)) + first
+        return feat[..., :h, :w]
+
+
+_BUILTIN = {
+    'edsr-baseline': (EDSREncoder, dict(num_feat=64, num_block=16, res_scale=1.0)),
+    'edsr': (EDSREncoder, dict(num_feat=256, num_block=32, res_scale=0.1)),
+    'rdn': (RDNEncoder, {}),
+    'swinir': (SwinIREncoder, {}),
+}
+
+
+def _infer_out_channels(net: nn.Module) -> int:
+    with torch.no_grad():
+        return int(net(torch.zeros(1, 3, 16, 16)).shape[1])
+
+
+def load_encoder_weights(encoder: nn.Module, path: str) -> None:
+    """Load encoder-only weights strictly from a checkpoint (raw state dict, ``params`` / ``params_ema``, or a
+    full GaussianSR state dict whose keys start with ``encoder.``)."""
+    state = torch.load(path, map_location='cpu', weights_only=True)
+    if isinstance(state, dict):
+        for key in ('params_ema', 'params', 'state_dict'):
+            if key in state and isinstance(state[key], dict):
+                state = state[key]
+                break
+    if any(k.startswith('encoder.') for k in state):
+        state = {k[len('encoder.'):]: v for k, v in state.items() if k.startswith('encoder.')}
+    own = encoder.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shape = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shape:
+        raise ValueError(f'encoder.pretrain_path {path} does not match the encoder: missing {missing[:3]}, '
+                         f'unexpected {unexpected[:3]}, shape mismatch {shape[:3]}')
+    encoder.load_state_dict(state, strict=True)
+
+
+def build_encoder(opt: dict) -> nn.Module:
+    """Build a feature encoder from its option dict (not mutated). Sets ``num_feat_out`` if missing."""
+    opt = copy.deepcopy(opt)
+    enc_type = opt.pop('type', 'edsr-baseline')
+    pretrain_path = opt.pop('pretrain_path', None)
+    num_feat_out = opt.pop('num_feat_out', None)
+    if enc_type in _BUILTIN:
+        cls, defaults = _BUILTIN[enc_type]
+        encoder = cls(**{**defaults, **opt})
+    elif enc_type in ARCH_REGISTRY:
+        encoder = ARCH_REGISTRY.get(enc_type)(**opt)
+    else:
+        raise ValueError(f"unknown encoder type '{enc_type}': use one of {sorted(_BUILTIN)} or a registered arch")
+    if not hasattr(encoder, 'num_feat_out'):
+        encoder.num_feat_out = num_feat_out or _infer_out_channels(encoder)
+    if pretrain_path:
+        load_encoder_weights(encoder, pretrain_path)
+    return encoder

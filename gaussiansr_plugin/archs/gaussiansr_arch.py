@@ -1,0 +1,214 @@
+"""GaussianSR: arbitrary-scale super-resolution with 2D Gaussian splatting (Hu et al., AAAI 2025, arXiv 2407.18046).
+
+Reference code: https://github.com/tljxyys/GaussianSR. Differences from it are listed in docs/architecture.md.
+"""
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from basicsr.utils.registry import ARCH_REGISTRY
+from ..ops.splat import splat
+from .decoder import MLPDecoder
+from .encoders import build_encoder
+from .gaussian_util import make_cell, make_coord
+from .sgs import GaussianBank, GaussianHead, density_factor, select_kernels
+from .tiling import tile_plan
+
+_NORM_MEAN, _NORM_STD = 0.5, 0.5
+
+
+def sample_bicubic(x: Tensor, coord: Tensor) -> Tensor:
+    """Bicubic sample of ``x`` [B, C, h, w] at ``coord`` [B, Q, 2] ((y, x) in [-1, 1]) -> [B, Q, C]."""
+    grid = coord.flip(-1).unsqueeze(1).to(x.dtype)  # grid_sample wants (x, y)
+    out = F.grid_sample(x, grid, mode='bicubic', padding_mode='border', align_corners=False)
+    return out[:, :, 0].transpose(1, 2)
+
+
+@ARCH_REGISTRY.register()
+class GaussianSR(nn.Module):
+    """GaussianSR with Selective Gaussian Splatting and dual-stream decoding.
+
+    Every LR pixel becomes a 2D Gaussian that picks its kernel from a learnable bank; the first
+    ``num_gaussian_channels`` feature channels are splatted continuously at each query, the rest are sampled
+    bicubically; both, with the offset to the nearest LR centre and the cell size, are decoded by an MLP.
+
+    Args:
+        encoder (dict): ``type`` (edsr-baseline | edsr | rdn | swinir | a registered arch) and its kwargs,
+            optionally ``pretrain_path``. Default: {'type': 'edsr-baseline'}.
+        num_gaussian_channels (int): Channels splatted (0: no splatting; C: all). Default: 8.
+        bank_size (int): K, kernels in the bank. Default: 100.
+        sigma_range (Sequence[float]): Range of sigma in LR pixels. Default: (0.3, 1.5).
+        radius (int): Window radius r: (2r+1)^2 Gaussians per query. Default: 3.
+        tau (float): Gumbel-softmax temperature (the model may anneal it). Default: 1.
+        gumbel_hard (bool): Straight-through one-hot Gumbel samples in training. Default: True.
+        eval_selection (str): ``argmax`` or ``soft`` kernel choice at evaluation. Default: 'argmax'.
+        gaussian_norm (str): ``peak`` (kernel peak = opacity) or ``density`` (x 1/(2 pi sqrt|Sigma|)).
+            Default: 'peak'.
+        mlp_hidden (Sequence[int]): Decoder widths. Default: (256, 256, 256, 256).
+        residual (str | None): ``bicubic`` adds the bicubic-upsampled LR image; ``none``/None disables it.
+            Default: 'bicubic'.
+        head_hidden (int): Hidden channels of the kernel-selection head. Default: 64.
+        chunk_size (int): Queries rendered at once by ``upsample``. Default: 65536.
+    """
+
+    def __init__(self,
+                 encoder: Optional[dict] = None,
+                 num_gaussian_channels: int = 8,
+                 bank_size: int = 100,
+                 sigma_range: Sequence[float] = (0.3, 1.5),
+                 radius: int = 3,
+                 tau: float = 1.0,
+                 gumbel_hard: bool = True,
+                 eval_selection: str = 'argmax',
+                 gaussian_norm: str = 'peak',
+                 mlp_hidden: Sequence[int] = (256, 256, 256, 256),
+                 residual: Optional[str] = 'bicubic',
+                 head_hidden: int = 64,
+                 chunk_size: int = 65536):
+        super().__init__()
+        self.encoder = build_encoder(encoder or {'type': 'edsr-baseline'})
+        num_feat = self.encoder.num_feat_out
+        if not 0 <= num_gaussian_channels <= num_feat:
+            raise ValueError(f'num_gaussian_channels must be in [0, {num_feat}], got {num_gaussian_channels}')
+        if gaussian_norm not in ('peak', 'density'):
+            raise ValueError(f"gaussian_norm must be 'peak' or 'density', got {gaussian_norm!r}")
+        if residual not in ('bicubic', 'none', None):
+            raise ValueError(f"residual must be 'bicubic' or 'none', got {residual!r}")
+        if eval_selection not in ('argmax', 'soft'):
+            raise ValueError(f"eval_selection must be 'argmax' or 'soft', got {eval_selection!r}")
+        if not (isinstance(radius, int) and 0 <= radius <= 7):
+            raise ValueError(f'radius must be an int in [0, 7], got {radius!r}')
+        if chunk_size < 1:
+            raise ValueError(f'chunk_size must be positive, got {chunk_size}')
+        self.num_gaussian_channels = num_gaussian_channels
+        self.radius = radius
+        self.tau = float(tau)
+        self.gumbel_hard = gumbel_hard
+        self.eval_selection = eval_selection
+        self.gaussian_norm = gaussian_norm
+        self.residual = residual == 'bicubic'
+        self.chunk_size = chunk_size
+        if num_gaussian_channels > 0:
+            self.head = GaussianHead(num_gaussian_channels, bank_size, head_hidden)
+            self.bank = GaussianBank(bank_size, tuple(sigma_range))
+        self.decoder = MLPDecoder(num_feat + 4, 3, tuple(mlp_hidden))
+
+    @staticmethod
+    def normalize(lq: Tensor) -> Tensor:
+        """[0, 1] RGB -> the network's input range."""
+        return (lq - _NORM_MEAN) / _NORM_STD
+
+    def encode(self, lq: Tensor) -> Tensor:
+        """Encoder features of an LR image in [0, 1], [B, 3, h, w] -> [B, C, h, w]."""
+        return self.encoder(self.normalize(lq))
+
+    def kernel_logits(self, feat: Tensor) -> Tensor:
+        """Bank logits of every LR pixel, [B, C, h, w] -> [B, K, h, w]."""
+        return self.head(feat[:, :self.num_gaussian_channels])
+
+    def gaussians(self, feat: Tensor) -> Optional[Tensor]:
+        """Per-pixel Gaussian parameters (sigma_y, sigma_x, rho, opacity), [B, 4, h, w]; None without splatting."""
+        if self.num_gaussian_channels == 0:
+            return None
+        return select_kernels(self.kernel_logits(feat), self.bank(), self.training, self.tau, self.gumbel_hard,
+                              self.eval_selection)
+
+    def query(self, lq: Tensor, feat: Tensor, kernels: Optional[Tensor], coord: Tensor, cell: Tensor) -> Tensor:
+        """Decode colours at continuous HR positions.
+
+        Args:
+            lq (Tensor): LR image in [0, 1], [B, 3, h, w].
+            feat (Tensor): Encoder features, [B, C, h, w].
+            kernels (Tensor | None): From ``gaussians``, [B, 4, h, w].
+            coord (Tensor): Query centres in [-1, 1], (y, x), [B, Q, 2].
+            cell (Tensor): Query cell sizes (2/H, 2/W), [B, Q, 2].
+
+        Returns:
+            Tensor: RGB in [0, 1] space (not clamped), [B, Q, 3].
+        """
+        h, w = feat.shape[-2:]
+        ng = self.num_gaussian_channels
+        parts = []
+        if ng > 0:
+            sigma, rho, opacity = kernels[:, :2], kernels[:, 2:3], kernels[:, 3:4]
+            if self.gaussian_norm == 'density':
+                opacity = opacity * density_factor(sigma, rho)
+            parts.append(splat(feat[:, :ng], sigma, rho, opacity, coord, self.radius).to(feat.dtype))
+        if ng < feat.shape[1]:
+            parts.append(sample_bicubic(feat[:, ng:], coord))
+        lr_size = coord.new_tensor([h, w])
+        pos = (coord + 1) * lr_size / 2 - 0.5  # continuous LR-pixel position
+        rel = 2 * (pos - torch.floor(pos + 0.5))  # offset to the nearest LR centre, in [-1, 1]
+        parts += [rel.to(feat.dtype), (cell * lr_size).to(feat.dtype)]
+        out = self.decoder(torch.cat(parts, dim=-1))
+        if self.residual:
+            out = out + sample_bicubic(self.normalize(lq), coord)
+        return out * _NORM_STD + _NORM_MEAN
+
+    def forward(self, lq: Tensor, coord: Tensor, cell: Tensor) -> Tensor:
+        """RGB at the queries, [B, 3, h, w], [B, Q, 2], [B, Q, 2] -> [B, Q, 3]."""
+        feat = self.encode(lq)
+        return self.query(lq, feat, self.gaussians(feat), coord, cell)
+
+    def _render(self, lq: Tensor, size: Tuple[int, int], chunk_size: int) -> Tensor:
+        """Whole-image rendering in query chunks, -> [B, 3, H, W]."""
+        b = lq.shape[0]
+        feat = self.encode(lq)
+        kernels = self.gaussians(feat)
+        coord = make_coord(size, device=lq.device)
+        cell = make_cell(1, size, device=lq.device)
+        out = lq.new_empty(b, coord.shape[0], 3)
+        for i in range(0, coord.shape[0], chunk_size):
+            c = coord[None, i:i + chunk_size].expand(b, -1, -1)
+            out[:, i:i + chunk_size] = self.query(lq, feat, kernels, c, cell.expand(b, c.shape[1], 2))
+        return out.view(b, size[0], size[1], 3).permute(0, 3, 1, 2)
+
+    def upsample(self, lq: Tensor, size: Tuple[int, int], chunk_size: Optional[int] = None,
+                 tile: Optional[int] = None, tile_overlap: int = 16) -> Tensor:
+        """Super-resolve whole images to ``size`` with bounded memory.
+
+        Args:
+            lq (Tensor): LR images in [0, 1], [B, 3, h, w].
+            size (tuple[int, int]): Output (H, W).
+            chunk_size (int, optional): Queries per chunk. Default: ``self.chunk_size``.
+            tile (int, optional): LR tile side; tiles are encoded separately with ``tile_overlap`` LR pixels of
+                context on each side, and every HR pixel is rendered by the tile that owns its nearest LR pixel.
+            tile_overlap (int): Context around each tile, in LR pixels. Default: 16.
+
+        Returns:
+            Tensor: [B, 3, H, W], in [0, 1] space (not clamped).
+        """
+        size = (int(size[0]), int(size[1]))
+        if size[0] < 1 or size[1] < 1:
+            raise ValueError(f'size must be positive, got {size}')
+        chunk_size = int(chunk_size or self.chunk_size)
+        h, w = lq.shape[-2:]
+        if not tile or (tile >= h and tile >= w):
+            return self._render(lq, size, chunk_size)
+        out = lq.new_empty(lq.shape[0], 3, *size)
+        for t in tile_plan((h, w), size, int(tile), int(tile_overlap)):
+            patch = lq[..., t.lr_y0:t.lr_y1, t.lr_x0:t.lr_x1]
+            sub_size = (t.lr_y1 - t.lr_y0) * size[0] / h, (t.lr_x1 - t.lr_x0) * size[1] / w
+            rendered = self._render_region(patch, sub_size, t, chunk_size)
+            out[..., t.hr_y0:t.hr_y1, t.hr_x0:t.hr_x1] = rendered
+        return out
+
+    def _render_region(self, patch: Tensor, sub_size: Tuple[float, float], t, chunk_size: int) -> Tensor:
+        """Render the HR pixels [t.hr_y0, t.hr_y1) x [t.hr_x0, t.hr_x1) from an LR patch that starts at
+        (t.lr_y0, t.lr_x0); ``sub_size`` is the patch's HR extent (fractional at non-integer scales)."""
+        b = patch.shape[0]
+        feat = self.encode(patch)
+        kernels = self.gaussians(feat)
+        ph, pw = patch.shape[-2:]
+        sy, sx = sub_size[0] / ph, sub_size[1] / pw  # the global scale factors
+        ys = (torch.arange(t.hr_y0, t.hr_y1, device=patch.device) + 0.5) / sy - t.lr_y0
+        xs = (torch.arange(t.hr_x0, t.hr_x1, device=patch.device) + 0.5) / sx - t.lr_x0
+        grid = torch.stack(torch.meshgrid(2 * ys / ph - 1, 2 * xs / pw - 1, indexing='ij'), dim=-1).reshape(-1, 2)
+        cell = patch.new_tensor([2 / (sy * ph), 2 / (sx * pw)]).expand(1, 2)
+        out = patch.new_empty(b, grid.shape[0], 3)
+        for i in range(0, grid.shape[0], chunk_size):
+            c = grid[None, i:i + chunk_size].expand(b, -1, -1).to(patch.dtype)
+            out[:, i:i + chunk_size] = self.query(patch, feat, kernels, c, cell.expand(b, c.shape[1], 2))
+        return out.view(b, t.hr_y1 - t.hr_y0, t.hr_x1 - t.hr_x0, 3).permute(0, 3, 1, 2)

@@ -1,0 +1,93 @@
+"""Gaussian bank and Selective Gaussian Splatting (SGS): every LR pixel picks one kernel from a learnable bank.
+
+Training draws the choice with Gumbel-softmax (per pixel; no averaging over the batch or space); evaluation
+takes the argmax of the logits, so inference is deterministic.
+"""
+import math
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class GaussianBank(nn.Module):
+    """K learnable 2D Gaussian kernels theta_k = (sigma_y, sigma_x, rho, opacity), stored unconstrained.
+
+    Constraints: sigma = lo + (hi - lo) * sigmoid(.), rho = 0.99 * tanh(.), opacity = sigmoid(.).
+    Initialisation: (sigma_y, sigma_x) on a grid over ``sigma_range``, rho = 0, opacity = 0.95.
+
+    Args:
+        bank_size (int): K. Default: 100.
+        sigma_range (tuple[float, float]): Range of sigma in LR pixels. Default: (0.3, 1.5).
+    """
+
+    def __init__(self, bank_size: int = 100, sigma_range: Tuple[float, float] = (0.3, 1.5)):
+        super().__init__()
+        lo, hi = float(sigma_range[0]), float(sigma_range[1])
+        if not 0 < lo < hi:
+            raise ValueError(f'sigma_range must satisfy 0 < low < high, got {sigma_range}')
+        self.sigma_low, self.sigma_high = lo, hi
+        n = math.ceil(math.sqrt(bank_size))
+        u = (torch.arange(n, dtype=torch.float32) + 0.5) / n
+        grid = torch.stack(torch.meshgrid(u, u, indexing='ij'), dim=-1).reshape(-1, 2)[:bank_size]
+        raw = torch.zeros(bank_size, 4)
+        raw[:, :2] = torch.logit(grid)
+        raw[:, 3] = math.log(0.95 / 0.05)
+        self.raw = nn.Parameter(raw)  # [K, 4]
+
+    def forward(self) -> Tensor:
+        """Constrained kernels, [K, 4]: sigma_y, sigma_x, rho, opacity."""
+        sigma = self.sigma_low + (self.sigma_high - self.sigma_low) * torch.sigmoid(self.raw[:, :2])
+        rho = 0.99 * torch.tanh(self.raw[:, 2:3])
+        opacity = torch.sigmoid(self.raw[:, 3:4])
+        return torch.cat([sigma, rho, opacity], dim=1)
+
+
+class GaussianHead(nn.Module):
+    """Predicts the bank logits of every LR pixel from the Gaussian-stream features, [B, C, h, w] -> [B, K, h, w].
+
+    Args:
+        in_ch (int): Input channels (the encoder's). Default: 64.
+        bank_size (int): K. Default: 100.
+        hidden (int): Hidden channels. Default: 64.
+    """
+
+    def __init__(self, in_ch: int = 64, bank_size: int = 100, hidden: int = 64):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(in_ch, hidden, 3, 1, 1), nn.GELU(), nn.Conv2d(hidden, bank_size, 1))
+
+    def forward(self, feat: Tensor) -> Tensor:
+        return self.body(feat)
+
+
+def select_kernels(logits: Tensor, bank: Tensor, training: bool, tau: float = 1.0, hard: bool = True,
+                   eval_selection: str = 'argmax') -> Tensor:
+    """Per-pixel kernel parameters sum_k p_k theta_k.
+
+    Args:
+        logits (Tensor): Bank logits, [B, K, h, w].
+        bank (Tensor): Constrained kernels, [K, 4].
+        training (bool): Gumbel-softmax sampling if True, else deterministic selection.
+        tau (float): Gumbel-softmax temperature. Default: 1.
+        hard (bool): Straight-through one-hot samples in training. Default: True.
+        eval_selection (str): ``argmax`` (one kernel per pixel) or ``soft`` (softmax(logits / tau) mixture).
+
+    Returns:
+        Tensor: [B, 4, h, w] (sigma_y, sigma_x, rho, opacity).
+    """
+    if training:
+        probs = F.gumbel_softmax(logits.float(), tau=tau, hard=hard, dim=1)
+    elif eval_selection == 'soft':
+        probs = torch.softmax(logits.float() / tau, dim=1)
+    elif eval_selection == 'argmax':
+        return bank[logits.argmax(dim=1)].permute(0, 3, 1, 2)
+    else:
+        raise ValueError(f"eval_selection must be 'argmax' or 'soft', got {eval_selection!r}")
+    return torch.einsum('bkhw,kd->bdhw', probs, bank.float())
+
+
+def density_factor(sigma: Tensor, rho: Tensor) -> Tensor:
+    """Normalisation 1 / (2 pi sqrt|Sigma|) of a bivariate normal, [B, 1, h, w]."""
+    det_sqrt = sigma[:, 0:1] * sigma[:, 1:2] * torch.sqrt(1 - rho * rho)
+    return 1.0 / (2 * math.pi * det_sqrt)
