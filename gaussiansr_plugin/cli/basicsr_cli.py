@@ -101,10 +101,13 @@ def main(argv: Optional[List[str]] = None) -> None:
         sys.exit(0 if argv else 2)
     if argv[0] not in ('train', 'test'):
         parser.error(f"unknown command '{argv[0]}' (choose train or test)")
+    from ..models.schedules import TrainingDiverged
     try:
         run(argv[0], argv[1:])
     except UserError as exc:
         fail(str(exc))
+    except TrainingDiverged as exc:
+        fail(str(exc), code=1)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,183 @@
+import copy
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from basicsr.archs import build_network
+from basicsr.utils.registry import ARCH_REGISTRY
+from gaussiansr_plugin.archs.gaussian_util import make_cell, make_coord, output_size
+
+
+@ARCH_REGISTRY.register()
+class _TestConvEncoder(torch.nn.Module):
+    """A user's own registered encoder: [B, 3, h, w] -> [B, C, h, w], no ``num_feat_out`` attribute."""
+
+    def __init__(self, num_feat=12):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, num_feat, 3, 1, 1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def _queries(b, size, q=None):
+    coord = make_coord(size)
+    q = q or coord.shape[0]
+    idx = torch.randperm(coord.shape[0])[:q]
+    return coord[idx][None].expand(b, -1, -1), make_cell(q, size)[None].expand(b, -1, -1)
+
+
+def test_registered_with_paper_defaults():
+    assert 'GaussianSR' in ARCH_REGISTRY
+    net = ARCH_REGISTRY.get('GaussianSR')()
+    n_params = sum(p.numel() for p in net.parameters())
+    print(f'EDSR-baseline GaussianSR parameters: {n_params / 1e6:.3f}M (LIIF ~1.57M, official 1.84M)')
+    assert 1.2e6 < n_params < 1.84e6
+    assert net.num_gaussian_channels == 8 and net.bank.raw.shape == (100, 4) and net.radius == 3
+
+
+@pytest.mark.parametrize('scale', [2.0, 2.5, 3.7, 4.0])
+def test_forward_and_upsample_shapes(tiny_net_opt, scale):
+    net = build_network(tiny_net_opt)
+    lq = torch.rand(2, 3, 12, 10)
+    size = output_size(lq.shape[-2:], scale)
+    coord, cell = _queries(2, size, q=50)
+    assert net(lq, coord, cell).shape == (2, 50, 3)
+    net.eval()
+    with torch.no_grad():
+        out = net.upsample(lq, size, chunk_size=37)
+    assert out.shape == (2, 3, *size)
+    assert torch.isfinite(out).all()
+
+
+def test_eval_is_deterministic_and_batch_independent(tiny_net_opt):
+    net = build_network(tiny_net_opt).eval()
+    lq = torch.rand(3, 3, 9, 11)
+    with torch.no_grad():
+        a = net.upsample(lq, (25, 30))
+        b = net.upsample(lq, (25, 30))
+        alone = net.upsample(lq[1:2], (25, 30))
+    assert torch.equal(a, b)
+    torch.testing.assert_close(a[1:2], alone, rtol=0, atol=1e-5)
+
+
+def test_training_selection_is_stochastic_per_pixel(tiny_net_opt):
+    net = build_network(tiny_net_opt).train()
+    feat = net.encode(torch.rand(1, 3, 8, 8))
+    k1, k2 = net.gaussians(feat), net.gaussians(feat)
+    assert k1.shape == (1, 4, 8, 8)
+    assert not torch.equal(k1, k2)
+    net.eval()
+    assert torch.equal(net.gaussians(feat), net.gaussians(feat))
+
+
+def test_kernel_parameters_are_constrained(tiny_net_opt):
+    net = build_network(dict(tiny_net_opt, sigma_range=[0.4, 1.2]))
+    with torch.no_grad():
+        net.bank.raw.normal_(0, 20)
+    bank = net.bank()
+    assert (bank[:, :2] >= 0.4).all() and (bank[:, :2] <= 1.2).all()
+    assert (bank[:, 2].abs() < 1).all()
+    assert ((bank[:, 3] >= 0) & (bank[:, 3] <= 1)).all()
+
+
+def test_gradients_reach_every_parameter(tiny_net_opt):
+    net = build_network(tiny_net_opt).train()
+    coord, cell = _queries(2, (30, 30), q=200)
+    net(torch.rand(2, 3, 12, 12), coord, cell).square().mean().backward()
+    missing = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing
+
+
+@pytest.mark.parametrize('ng, has_head', [(0, False), (8, True), (16, True)])
+def test_ablation_switches(tiny_net_opt, ng, has_head):
+    net = build_network(dict(tiny_net_opt, num_gaussian_channels=ng))
+    assert hasattr(net, 'head') == has_head
+    coord, cell = _queries(1, (20, 20), q=30)
+    assert net(torch.rand(1, 3, 8, 8), coord, cell).shape == (1, 30, 3)
+
+
+@pytest.mark.parametrize('opts', [dict(residual='none'), dict(gaussian_norm='density'), dict(radius=1),
+                                  dict(eval_selection='soft'), dict(gumbel_hard=False)])
+def test_option_variants_run(tiny_net_opt, opts):
+    net = build_network(dict(tiny_net_opt, **opts))
+    coord, cell = _queries(1, (20, 20), q=30)
+    net(torch.rand(1, 3, 8, 8), coord, cell).mean().backward()
+    net.eval()
+    with torch.no_grad():
+        assert net.upsample(torch.rand(1, 3, 8, 8), (20, 20)).shape == (1, 3, 20, 20)
+
+
+@pytest.mark.parametrize('encoder', [
+    dict(type='edsr', num_feat=16, num_block=2),
+    dict(type='rdn', num_feat=8, growth=8, num_block=2, num_layer=2),
+    dict(type='swinir', embed_dim=12, depths=[1], num_heads=[2], window_size=4, img_size=8),
+    dict(type='_TestConvEncoder', num_feat=12),
+])
+def test_each_encoder_builds_and_runs(tiny_net_opt, encoder):
+    net = build_network(dict(tiny_net_opt, encoder=encoder))
+    lq = torch.rand(1, 3, 10, 9)
+    coord, cell = _queries(1, (23, 21), q=40)
+    assert net(lq, coord, cell).shape == (1, 40, 3)
+
+
+def test_full_size_encoders_match_papers():
+    rdn = ARCH_REGISTRY.get('GaussianSR')(encoder=dict(type='rdn')).encoder
+    edsr = ARCH_REGISTRY.get('GaussianSR')(encoder=dict(type='edsr')).encoder
+    assert len(rdn.blocks) == 16 and len(rdn.blocks[0].layers) == 8 and rdn.num_feat_out == 64
+    assert len(edsr.body) == 32 and edsr.num_feat_out == 256
+
+
+def test_encoder_pretrain_path(tmp_path, tiny_net_opt):
+    src = build_network(tiny_net_opt)
+    path = tmp_path / 'enc.pth'
+    torch.save({'params': src.state_dict()}, path)
+    enc = dict(tiny_net_opt['encoder'], pretrain_path=str(path))
+    net = build_network(dict(tiny_net_opt, encoder=enc))
+    torch.testing.assert_close(net.encoder.conv_first.weight, src.encoder.conv_first.weight)
+    bad = dict(tiny_net_opt['encoder'], num_feat=8, pretrain_path=str(path))
+    with pytest.raises(ValueError, match='does not match'):
+        build_network(dict(tiny_net_opt, encoder=bad))
+
+
+@pytest.mark.parametrize('bad', [dict(encoder=dict(type='nope')), dict(num_gaussian_channels=99),
+                                 dict(gaussian_norm='x'), dict(radius=9), dict(sigma_range=[1.0, 0.5])])
+def test_bad_options_raise(tiny_net_opt, bad):
+    with pytest.raises(ValueError):
+        build_network(dict(copy.deepcopy(tiny_net_opt), **bad))
+
+
+def test_tiled_upsample_matches_untiled(tiny_net_opt):
+    net = build_network(tiny_net_opt).eval()
+    # odd LR sizes: no HR centre falls exactly on an LR pixel border, where float noise could flip the nearest
+    # LR pixel between the tiled and untiled coordinate arithmetic
+    lq = torch.rand(1, 3, 31, 27)
+    with torch.no_grad():
+        full = net.upsample(lq, (77, 67))
+        tiled = net.upsample(lq, (77, 67), tile=8, tile_overlap=12)
+    # 12 LR pixels of context cover the receptive field (encoder 4 + head 1 + splat radius 3 + bicubic 2)'s receptive field: only float noise remains
+    torch.testing.assert_close(tiled, full, rtol=0, atol=1e-4)
+
+
+LARGE = """
+import resource, torch, gaussiansr_plugin
+from basicsr.archs import build_network
+torch.set_num_threads(2)
+net = build_network(dict(type='GaussianSR', encoder=dict(type='edsr-baseline', num_feat=8, num_block=1),
+                         bank_size=16, mlp_hidden=[16])).eval()
+with torch.no_grad():
+    out = net.upsample(torch.rand(1, 3, {h}, {h}), ({H}, {H}), chunk_size=65536)
+assert out.shape == (1, 3, {H}, {H}) and torch.isfinite(out).all()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+@pytest.mark.parametrize('h, H', [(256, 1024), (64, 2048)])
+def test_large_outputs_have_bounded_memory(h, H):
+    out = subprocess.run([sys.executable, '-c', LARGE.format(h=h, H=H)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    peak_mib = int(out.stdout.split()[-1])
+    # the output itself is 3*H*H*4 bytes (48 MiB at 2048^2); torch + chunks stay well under 1.5 GiB
+    assert peak_mib < 1536, peak_mib
