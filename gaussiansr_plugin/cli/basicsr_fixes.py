@@ -6,6 +6,8 @@
   falls back to gloo when there is no GPU, so ``--launcher pytorch`` also works on CPUs.
 - ``parse_options`` copies a top-level ``scale`` over every dataset: ours keeps a dataset's own ``scale``
   (test ymls mix x2, x3.5 and x12 sets).
+- A resumed run restarts its epoch and its augmentation streams: ours continues the data exactly
+  (``resumable_sampling``), and the model restores the RNG states saved in the training state.
 """
 import os
 from collections import Counter, OrderedDict, defaultdict
@@ -17,6 +19,7 @@ import yaml
 
 from basicsr.utils import scandir
 from basicsr.utils.options import ordered_yaml
+from . import resumable_sampling
 
 
 def load_resume_state(opt: dict):
@@ -39,6 +42,7 @@ def load_resume_state(opt: dict):
     with torch.serialization.safe_globals([Counter, OrderedDict, defaultdict]):
         resume_state = torch.load(resume_state_path, map_location=device, weights_only=True)
     check_resume(opt, resume_state['iter'])
+    opt['_resume_point'] = {'epoch': resume_state['epoch'], 'iter': resume_state['iter']}
     return resume_state
 
 
@@ -80,5 +84,8 @@ def apply() -> None:
     basicsr.train.load_resume_state = load_resume_state
     basicsr.utils.options.init_dist = init_dist
     basicsr.train.parse_options = keep_dataset_scales(basicsr.train.parse_options)
+    basicsr.train.EnlargedSampler = resumable_sampling.SeededEnlargedSampler
+    basicsr.train.create_train_val_dataloader = resumable_sampling.wrap_create_train_val_dataloader(
+        basicsr.train.create_train_val_dataloader)
     basicsr.test.parse_options = keep_dataset_scales(basicsr.test.parse_options)
     basicsr.train._gaussiansr_fixed = True

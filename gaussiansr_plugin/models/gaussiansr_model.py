@@ -1,6 +1,7 @@
 """GaussianSRModel: BasicSR's SRModel trained on query batches and tested by whole-image chunked rendering."""
 import contextlib
 import copy
+import os
 from collections import OrderedDict
 
 import torch
@@ -8,8 +9,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
+from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from ..archs.gaussian_util import output_size
+from .checkpoint_io import atomic_torch_save, get_rng_state, set_rng_state
 from .schedules import TrainingDiverged, resolve_crop_border, tau_at
 
 
@@ -121,6 +124,38 @@ class GaussianSRModel(SRModel):
             super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
         finally:
             self.opt['val']['metrics'] = metrics
+
+    @master_only
+    def save_network(self, net, net_label, current_iter, param_key='params'):
+        """BasicSR's checkpoint format (``params`` / ``params_ema``), written atomically."""
+        nets, keys = (net, param_key) if isinstance(net, list) else ([net], [param_key])
+        save_dict = {}
+        for net_, key in zip(nets, keys):
+            state = self.get_bare_model(net_).state_dict()
+            save_dict[key] = OrderedDict((k[7:] if k.startswith('module.') else k, v.cpu()) for k, v in state.items())
+        label = 'latest' if current_iter == -1 else current_iter
+        atomic_torch_save(save_dict, os.path.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
+
+    @master_only
+    def save_training_state(self, epoch, current_iter):
+        """BasicSR's training state plus the RNG states, written atomically."""
+        if current_iter == -1:
+            return
+        state = {
+            'epoch': epoch,
+            'iter': current_iter,
+            'optimizers': [o.state_dict() for o in self.optimizers],
+            'schedulers': [s.state_dict() for s in self.schedulers],
+            'rng': get_rng_state(),
+            'nan_steps': self._nan_steps,
+        }
+        atomic_torch_save(state, os.path.join(self.opt['path']['training_states'], f'{current_iter}.state'))
+
+    def resume_training(self, resume_state):
+        super().resume_training(resume_state)
+        self._nan_steps = int(resume_state.get('nan_steps', 0))
+        if 'rng' in resume_state:
+            set_rng_state(resume_state['rng'])
 
     def get_current_visuals(self):
         out = OrderedDict(lq=self.lq.detach().cpu(), result=self.output.detach().cpu())
