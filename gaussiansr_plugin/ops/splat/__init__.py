@@ -1,9 +1,31 @@
-"""Continuous 2D Gaussian splatting: ``splat(feat, sigma, rho, opacity, coords, radius)``."""
+"""Continuous 2D Gaussian splatting: ``splat(feat, sigma, rho, opacity, coords, radius)``.
+
+Two implementations behind one autograd-aware function: the CUDA kernels (``function.py``, built on first use)
+and the pure-PyTorch reference (``reference.py``). The backend is the ``backend`` argument, else the
+environment variable ``GAUSSIANSR_SPLAT``, else ``auto``:
+
+- ``auto``: the CUDA kernels for CUDA tensors (float16/bfloat16/float32) when the extension loads, else the
+  reference (one warning per process when a CUDA input falls back). float64 inputs use the reference.
+- ``cuda``: always the kernels; raises ``RuntimeError`` (chained to the load error) when they are unavailable.
+- ``reference``: always the reference.
+"""
+import functools
+import numbers
+import os
+from typing import Optional
+
+import torch
 from torch import Tensor
 
+from ._backend import load_ext
+from .function import splat_cuda
 from .reference import splat_reference
 
-__all__ = ['splat', 'splat_reference']
+__all__ = ['splat', 'splat_reference', 'BACKENDS', 'MAX_RADIUS']
+
+BACKENDS = ('auto', 'cuda', 'reference')
+MAX_RADIUS = 7
+ENV_BACKEND = 'GAUSSIANSR_SPLAT'
 
 
 def splat(feat: Tensor,  # [B, C, h, w]
@@ -11,9 +33,86 @@ def splat(feat: Tensor,  # [B, C, h, w]
           rho: Tensor,  # [B, 1, h, w]
           opacity: Tensor,  # [B, 1, h, w]
           coords: Tensor,  # [B, Q, 2]
-          radius: int = 3) -> Tensor:  # [B, Q, C]
+          radius: int = 3,
+          *,
+          backend: Optional[str] = None) -> Tensor:  # [B, Q, C]
     """Sum the Gaussians of the (2r+1)^2 LR pixels nearest to each query, weighted by their density there.
 
-    ``out[b, q] = sum_{(i, j) in N(q)} opacity_ij * exp(-d^T Sigma_ij^-1 d / 2) * feat[b, :, i, j]``.
+    ``out[b, q] = sum_{(i, j) in N(q)} opacity_ij * exp(-d^T Sigma_ij^-1 d / 2) * feat[b, :, i, j]`` with
+    ``p_q = ((y + 1) h / 2 - 1/2, (x + 1) w / 2 - 1/2)``, ``d = p_q - (i, j)``,
+    ``Sigma = [[sy^2, rho sy sx], [rho sy sx, sx^2]]`` and N(q) the pixels of the image within ``radius`` (Chebyshev)
+    of ``floor(p_q + 1/2)`` (a query on a pixel border takes the pixel below/right). No normalisation.
+
+    Args:
+        feat (Tensor): Feature of each LR pixel, [B, C, h, w], C >= 1.
+        sigma (Tensor): (sigma_y, sigma_x) > 0 in LR-pixel units, [B, 2, h, w].
+        rho (Tensor): Correlation in (-1, 1), [B, 1, h, w].
+        opacity (Tensor): Opacity, [B, 1, h, w].
+        coords (Tensor): Query centres (y, x) in [-1, 1], LIIF convention, [B, Q, 2]. Receives no gradient.
+        radius (int): Window radius r in [0, 7]. Default: 3.
+        backend (str, optional): ``'auto'``, ``'cuda'`` or ``'reference'``; None (or ``'auto'``) defers to the
+            environment variable ``GAUSSIANSR_SPLAT`` when it is set. Default: None.
+
+    Returns:
+        Tensor: Splatted features, [B, Q, C], in the dtype of ``feat`` (computed in at least float32).
     """
-    return splat_reference(feat, sigma, rho, opacity, coords, radius)
+    check_inputs(feat, sigma, rho, opacity, coords, radius)
+    radius = int(radius)
+    choice = resolve_backend(backend)
+    if choice == 'auto' and not (feat.is_cuda and feat.dtype != torch.float64):
+        choice = 'reference'
+    if choice != 'reference':
+        ext, error = load_ext()
+        if ext is not None and feat.is_cuda:
+            return splat_cuda(feat, sigma, rho, opacity, coords, radius).to(feat.dtype)
+        if choice == 'cuda' and ext is None:
+            raise RuntimeError('splat backend "cuda" was requested, but the CUDA extension is unavailable') from error
+        if choice == 'cuda':
+            raise ValueError(f'splat backend "cuda" needs CUDA tensors, got feat on {feat.device}')
+        _warn_fallback()
+    return splat_reference(feat, sigma, rho, opacity, coords.detach(), radius).to(feat.dtype)
+
+
+def resolve_backend(backend: Optional[str] = None) -> str:
+    """The backend in force: ``backend`` unless None or ``'auto'``, else ``$GAUSSIANSR_SPLAT``, else ``'auto'``."""
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
+    if backend in (None, 'auto'):
+        env = os.environ.get(ENV_BACKEND, '').strip().lower()
+        if env and env not in BACKENDS:
+            raise ValueError(f'environment variable {ENV_BACKEND} must be one of {BACKENDS}, got {env!r}')
+        return env or 'auto'
+    return backend
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_fallback() -> None:
+    """Log, once per process, that CUDA inputs are splatted by the slow reference."""
+    from basicsr.utils import get_root_logger  # not at import: the logger must be set up by the caller first
+    get_root_logger().warning(f'splat: falling back to the PyTorch reference for CUDA inputs (slower, more memory); '
+                              f'{load_ext()[1]}. Set {ENV_BACKEND}=reference to silence this warning.')
+
+
+def check_inputs(feat: Tensor, sigma: Tensor, rho: Tensor, opacity: Tensor, coords: Tensor, radius: int) -> None:
+    """Raise TypeError / ValueError naming the argument (and its shape) unless the inputs fit ``splat``."""
+    named = {'feat': feat, 'sigma': sigma, 'rho': rho, 'opacity': opacity, 'coords': coords}
+    for name, value in named.items():
+        if not isinstance(value, Tensor):
+            raise TypeError(f'{name} must be a torch.Tensor, got {type(value).__name__}')
+        if not value.is_floating_point():
+            raise TypeError(f'{name} must be a floating-point tensor, got {value.dtype}')
+        if value.device != feat.device:
+            raise ValueError(f'{name} must be on the device of feat ({feat.device}), got {value.device}')
+    if feat.dim() != 4 or min(feat.shape[1:]) < 1:
+        raise ValueError(f'feat must have shape [B, C, h, w] with C, h, w >= 1, got {tuple(feat.shape)}')
+    b, _, h, w = feat.shape
+    for name, channels in (('sigma', 2), ('rho', 1), ('opacity', 1)):
+        if tuple(named[name].shape) != (b, channels, h, w):
+            raise ValueError(f'{name} must have shape {(b, channels, h, w)} (from feat [B, C, h, w]), '
+                             f'got {tuple(named[name].shape)}')
+    if coords.dim() != 3 or coords.shape[0] != b or coords.shape[2] != 2:
+        raise ValueError(f'coords must have shape ({b}, Q, 2), got {tuple(coords.shape)}')
+    if isinstance(radius, bool) or not isinstance(radius, numbers.Integral):
+        raise TypeError(f'radius must be an int, got {type(radius).__name__}')
+    if not 0 <= radius <= MAX_RADIUS:
+        raise ValueError(f'radius must be in [0, {MAX_RADIUS}], got {radius}')
