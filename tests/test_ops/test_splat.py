@@ -117,25 +117,28 @@ def test_half_inputs_compute_in_float32(dtype):
     torch.testing.assert_close(out.float(), ref, rtol=tol, atol=tol * ref.abs().max().item())
 
 
-@pytest.mark.parametrize('change,error,match', [
-    ({'feat': torch.zeros(2, 3, 4)}, ValueError, r'feat must have shape \[B, C, h, w\].*\(2, 3, 4\)'),
-    ({'feat': torch.zeros(1, 0, 4, 5)}, ValueError, 'C, h, w >= 1'),
-    ({'sigma': torch.ones(1, 1, 4, 5)}, ValueError, r'sigma must have shape \(1, 2, 4, 5\).*\(1, 1, 4, 5\)'),
-    ({'rho': torch.zeros(2, 1, 4, 5)}, ValueError, r'rho must have shape \(1, 1, 4, 5\)'),
-    ({'opacity': torch.ones(1, 1, 5, 4)}, ValueError, r'opacity must have shape \(1, 1, 4, 5\)'),
-    ({'coords': torch.zeros(1, 7, 3)}, ValueError, r'coords must have shape \(1, Q, 2\), got \(1, 7, 3\)'),
-    ({'coords': torch.zeros(7, 2)}, ValueError, 'coords must have shape'),
-    ({'coords': torch.zeros(1, 7, 2, dtype=torch.long)}, TypeError, 'coords must be a floating-point'),
-    ({'feat': [[0.0]]}, TypeError, 'feat must be a torch.Tensor'),
-    ({'radius': 8}, ValueError, r'radius must be in \[0, 7\], got 8'),
-    ({'radius': -1}, ValueError, 'radius must be in'),
-    ({'radius': 2.0}, TypeError, 'radius must be an int'),
-    ({'radius': True}, TypeError, 'radius must be an int'),
-])
-def test_validation_errors_name_the_argument(change, error, match):
+BAD_INPUTS = [
+    ('feat', torch.zeros(2, 3, 4), ValueError, r'feat must have shape \[B, C, h, w\].*\(2, 3, 4\)'),
+    ('feat', torch.zeros(1, 0, 4, 5), ValueError, 'C, h, w >= 1'),
+    ('sigma', torch.ones(1, 1, 4, 5), ValueError, r'sigma must have shape \(1, 2, 4, 5\).*\(1, 1, 4, 5\)'),
+    ('rho', torch.zeros(2, 1, 4, 5), ValueError, r'rho must have shape \(1, 1, 4, 5\)'),
+    ('opacity', torch.ones(1, 1, 5, 4), ValueError, r'opacity must have shape \(1, 1, 4, 5\)'),
+    ('coords', torch.zeros(1, 7, 3), ValueError, r'coords must have shape \(1, Q, 2\), got \(1, 7, 3\)'),
+    ('coords', torch.zeros(7, 2), ValueError, 'coords must have shape'),
+    ('coords', torch.zeros(1, 7, 2, dtype=torch.long), TypeError, 'coords must be a floating-point'),
+    ('feat', [[0.0]], TypeError, 'feat must be a torch.Tensor'),
+    ('radius', 8, ValueError, r'radius must be in \[0, 7\], got 8'),
+    ('radius', -1, ValueError, 'radius must be in'),
+    ('radius', 2.0, TypeError, 'radius must be an int'),
+    ('radius', True, TypeError, 'radius must be an int'),
+]
+
+
+@pytest.mark.parametrize('name,value,error,match', BAD_INPUTS)
+def test_validation_errors_name_the_argument(name, value, error, match):
     args = dict(zip(('feat', 'sigma', 'rho', 'opacity', 'coords'), make_inputs(1, 3, 4, 5, dtype=torch.float32)))
     args['radius'] = 3
-    args.update(change)
+    args[name] = value
     with pytest.raises(error, match=match):
         splat(**args)
 

@@ -28,14 +28,15 @@ MAX_RADIUS = 7
 ENV_BACKEND = 'GAUSSIANSR_SPLAT'
 
 
-def splat(feat: Tensor,  # [B, C, h, w]
-          sigma: Tensor,  # [B, 2, h, w]
-          rho: Tensor,  # [B, 1, h, w]
-          opacity: Tensor,  # [B, 1, h, w]
-          coords: Tensor,  # [B, Q, 2]
-          radius: int = 3,
-          *,
-          backend: Optional[str] = None) -> Tensor:  # [B, Q, C]
+def splat(
+        feat: Tensor,  # [B, C, h, w]
+        sigma: Tensor,  # [B, 2, h, w]
+        rho: Tensor,  # [B, 1, h, w]
+        opacity: Tensor,  # [B, 1, h, w]
+        coords: Tensor,  # [B, Q, 2]
+        radius: int = 3,
+        *,
+        backend: Optional[str] = None) -> Tensor:  # [B, Q, C]
     """Sum the Gaussians of the (2r+1)^2 LR pixels nearest to each query, weighted by their density there.
 
     ``out[b, q] = sum_{(i, j) in N(q)} opacity_ij * exp(-d^T Sigma_ij^-1 d / 2) * feat[b, :, i, j]`` with

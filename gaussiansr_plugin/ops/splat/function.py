@@ -26,7 +26,8 @@ def _resident_threads(device_index: int) -> int:
     return props.multi_processor_count * getattr(props, 'max_threads_per_multi_processor', 2048)
 
 
-def backward_parts(batch: int, num_pixels: int, num_queries: int, slices: int, radius: int, device: torch.device) -> int:
+def backward_parts(batch: int, num_pixels: int, num_queries: int, slices: int, radius: int,
+                   device: torch.device) -> int:
     """Number of parts the (2r+1)^2 window of the backward is split into (1 when there is parallelism enough).
 
     Args:
@@ -51,13 +52,14 @@ class SplatFunction(torch.autograd.Function):
     """``splat`` on CUDA float32 tensors; use ``splat_cuda`` (it converts and checks) rather than ``apply``."""
 
     @staticmethod
-    def forward(ctx: FunctionCtx,
-                feat: Tensor,  # [B, C, h, w]
-                sigma: Tensor,  # [B, 2, h, w]
-                rho: Tensor,  # [B, 1, h, w]
-                opacity: Tensor,  # [B, 1, h, w]
-                coords: Tensor,  # [B, Q, 2]
-                radius: int) -> Tensor:  # [B, Q, C]
+    def forward(
+            ctx: FunctionCtx,
+            feat: Tensor,  # [B, C, h, w]
+            sigma: Tensor,  # [B, 2, h, w]
+            rho: Tensor,  # [B, 1, h, w]
+            opacity: Tensor,  # [B, 1, h, w]
+            coords: Tensor,  # [B, Q, 2]
+            radius: int) -> Tensor:  # [B, Q, C]
         ext = _ext()
         h, w = feat.shape[-2:]
         feat_t, params = ext.prepare(feat, sigma, rho, opacity)  # [B, N, C], [B, N, 4]
@@ -94,12 +96,13 @@ def _ext():
     return ext
 
 
-def splat_cuda(feat: Tensor,  # [B, C, h, w]
-               sigma: Tensor,  # [B, 2, h, w]
-               rho: Tensor,  # [B, 1, h, w]
-               opacity: Tensor,  # [B, 1, h, w]
-               coords: Tensor,  # [B, Q, 2]
-               radius: int) -> Tensor:  # [B, Q, C]
+def splat_cuda(
+        feat: Tensor,  # [B, C, h, w]
+        sigma: Tensor,  # [B, 2, h, w]
+        rho: Tensor,  # [B, 1, h, w]
+        opacity: Tensor,  # [B, 1, h, w]
+        coords: Tensor,  # [B, Q, 2]
+        radius: int) -> Tensor:  # [B, Q, C]
     """Splat with the CUDA kernels, computed in float32 (inputs of any float dtype); returns float32.
 
     Gradients flow to feat, sigma, rho and opacity; coords get none. Inputs must already be validated.
