@@ -25,9 +25,8 @@ import cv2
 from PIL import Image
 from tqdm import tqdm
 
-import gaussiansr_plugin  # noqa: F401  (installs the torchvision alias BasicSR 1.4.2 needs)
-from basicsr.utils.lmdb_util import make_lmdb_from_imgs  # noqa: E402
-from gaussiansr_plugin.data.image_source import IMG_EXTENSIONS  # noqa: E402
+# the same as gaussiansr_plugin.data.image_source.IMG_EXTENSIONS (the package is imported only to write LMDBs)
+IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm')
 
 
 class DataError(Exception):
@@ -108,6 +107,8 @@ def folder_to_lmdb(folder: str, lmdb_path: str, keys: Optional[Sequence[str]] = 
     names = list_images(folder)
     keys = list(keys) if keys is not None else [osp.splitext(n)[0] for n in names]
     os.makedirs(osp.dirname(osp.abspath(lmdb_path)), exist_ok=True)
+    import gaussiansr_plugin  # noqa: F401  (slow: torch + BasicSR; installs the torchvision alias BasicSR needs)
+    from basicsr.utils.lmdb_util import make_lmdb_from_imgs
     make_lmdb_from_imgs(
         folder,
         lmdb_path,
@@ -167,9 +168,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> None:
-    hr_names = list_images(args.input)
-    outputs = [args.output] + [lq_lmdb_path(args.output, d) for d in args.lq]
-    for out in outputs:
+    """Check every input and output first, so that a bad argument never leaves a partial LMDB behind."""
+    hr_keys = [osp.splitext(n)[0] for n in list_images(args.input)]
+    lq_jobs = [(d, lq_lmdb_path(args.output, d), lq_keys(list_images(d), hr_keys)) for d in args.lq]
+    for out in [args.output] + [job[1] for job in lq_jobs]:
         if not out.endswith('.lmdb'):
             raise DataError(f'the output must end in .lmdb: {out}')
         if osp.exists(out):
@@ -187,9 +189,8 @@ def run(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory(prefix='subimages_', dir=parent) as tmp:
             extract_subimages(args.input, tmp, args.crop_size, step, args.thresh_size, args.n_thread)
             folder_to_lmdb(tmp, args.output, n_thread=args.n_thread)
-    hr_keys = [osp.splitext(n)[0] for n in hr_names]
-    for lq_dir, out in zip(args.lq, outputs[1:]):
-        folder_to_lmdb(lq_dir, out, keys=lq_keys(list_images(lq_dir), hr_keys), n_thread=args.n_thread)
+    for lq_dir, out, keys in lq_jobs:
+        folder_to_lmdb(lq_dir, out, keys=keys, n_thread=args.n_thread)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

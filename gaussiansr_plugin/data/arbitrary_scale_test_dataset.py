@@ -76,13 +76,15 @@ class ArbitraryScaleTestDataset(data.Dataset):
             self.reader = ImageReader(io_backend, {'gt': gt_root})
 
     def _paired_paths(self, lq_root: str, gt_root: str, lmdb: bool) -> list:
-        """(lq_path, gt_path) pairs with BasicSR's helpers; their asserts become ValueErrors naming the folders."""
+        """Sorted (lq_path, gt_path) pairs from BasicSR's helpers; their asserts become ValueErrors."""
         try:
             if lmdb:
-                return paired_paths_from_lmdb([lq_root, gt_root], ['lq', 'gt'])
-            return paired_paths_from_folder([lq_root, gt_root], ['lq', 'gt'], self.opt.get('filename_tmpl', '{}'))
+                paths = paired_paths_from_lmdb([lq_root, gt_root], ['lq', 'gt'])
+            else:
+                paths = paired_paths_from_folder([lq_root, gt_root], ['lq', 'gt'], self.opt.get('filename_tmpl', '{}'))
         except AssertionError as err:
             raise ValueError(f'cannot pair LR {lq_root} with HR {gt_root}: {err}') from err
+        return sorted(paths, key=lambda p: p['gt_path'])  # BasicSR lists folders in os.scandir order
 
     def __len__(self) -> int:
         return len(self.paths)

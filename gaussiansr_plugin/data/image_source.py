@@ -1,17 +1,27 @@
 """Listing and reading images for the datasets: a folder, a ``meta_info_file`` or a BasicSR LMDB.
 
 Reading goes through BasicSR's ``FileClient`` (``disk`` or ``lmdb``); every error names the file or
-LMDB key. The client is created lazily and re-created after a fork, so an LMDB environment opened in
-the main process is never shared with DataLoader workers.
+LMDB key. LMDB clients are opened lazily, one per (process, database) and shared by every dataset of
+that process (py-lmdb refuses to open one environment twice in a process, e.g. for a train and a val
+dataset on the same LMDB), and re-opened after a fork, so DataLoader workers never reuse the parent's.
 """
 import os
 from os import path as osp
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from basicsr.utils import FileClient, imfrombytes, scandir
 
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm')
+_LMDB_CLIENTS: Dict[Tuple[int, str], FileClient] = {}  # (pid, real path) -> client of that one database
+
+
+def lmdb_client(root: str, **kwargs) -> FileClient:
+    """The shared ``FileClient('lmdb')`` of this process for ``root`` (client key ``'default'``)."""
+    key = (os.getpid(), osp.realpath(root))
+    if key not in _LMDB_CLIENTS:
+        _LMDB_CLIENTS[key] = FileClient('lmdb', db_paths=[root], client_keys=['default'], **kwargs)
+    return _LMDB_CLIENTS[key]
 
 
 def check_folder(root: Optional[str], option: str) -> str:
@@ -65,20 +75,17 @@ class ImageReader:
         if self.backend not in ('disk', 'lmdb'):
             raise ValueError(f"io_backend type must be 'disk' or 'lmdb', got {self.backend!r}")
         self.lmdb_roots = dict(lmdb_roots or {})
-        self._client, self._pid = None, None
+        self._client: Optional[FileClient] = None  # disk only; LMDB clients are shared per process
 
-    def _get_client(self) -> FileClient:
-        if self._client is None or self._pid != os.getpid():
-            kwargs = {k: v for k, v in self.io_backend.items() if k != 'type'}
-            if self.backend == 'lmdb':
-                kwargs.update(db_paths=list(self.lmdb_roots.values()), client_keys=list(self.lmdb_roots.keys()))
-            self._client, self._pid = FileClient(self.backend, **kwargs), os.getpid()
-        return self._client
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state['_client'], state['_pid'] = None, None  # never pickle an open LMDB environment
-        return state
+    def _get_client(self, client_key: str) -> Tuple[FileClient, str]:
+        kwargs = {k: v for k, v in self.io_backend.items() if k != 'type'}
+        if self.backend == 'lmdb':
+            if client_key not in self.lmdb_roots:
+                raise KeyError(f'no LMDB for client key {client_key!r}')
+            return lmdb_client(self.lmdb_roots[client_key], **kwargs), 'default'
+        if self._client is None:
+            self._client = FileClient('disk', **kwargs)
+        return self._client, client_key
 
     def read(self, path: str, client_key: str = 'gt') -> np.ndarray:
         """Read one image.
@@ -92,7 +99,8 @@ class ImageReader:
         """
         where = f'key {path!r} of {self.lmdb_roots.get(client_key)}' if self.backend == 'lmdb' else path
         try:
-            content = self._get_client().get(path, client_key)
+            client, key = self._get_client(client_key)
+            content = client.get(path, key)
         except FileNotFoundError as err:
             raise FileNotFoundError(f'image not found: {where}') from err
         if content is None:
