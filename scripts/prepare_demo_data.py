@@ -2,7 +2,8 @@
 """Build the offline demo dataset: scikit-image's bundled photos, and optionally Debian wallpaper photos.
 
 Layout: ``<out>/train/*.png``, ``<out>/val/*.png``, ``<out>/manifest.csv`` (file, split, package, version,
-source path, licence, copyright). Existing PNGs are kept, so the script can be re-run (idempotent).
+source path, licence, copyright); with ``--wallpapers`` also ``<out>/meta_info_wallpapers_{train,val}.txt``
+(wallpaper names only, for a dataset's ``meta_info_file``). Existing PNGs are kept, so the script can be re-run.
 
 Examples:
     python scripts/prepare_demo_data.py                                  # datasets/demo, 4 train + 2 val
@@ -126,9 +127,24 @@ def convert_photo(src: str, dst: str) -> Tuple[str, str]:
         return orig, f'{img.width}x{img.height}'
 
 
+def write_wallpaper_lists(out_dir: str) -> None:
+    """``<out>/meta_info_wallpapers_{train,val}.txt``: the wallpaper names of each split, one per line.
+
+    A dataset's ``meta_info_file`` option can point at them to use the wallpapers without the scikit-image photos.
+    """
+    names = {'train': [], 'val': []}
+    for dst in sorted(wallpaper_outputs(out_dir)):
+        names[osp.basename(osp.dirname(dst))].append(osp.basename(dst))
+    for split, files in names.items():
+        with open(osp.join(out_dir, f'meta_info_wallpapers_{split}.txt'), 'w') as f:
+            f.write(''.join(f'{name}\n' for name in files))
+
+
 def prepare_wallpapers(out_dir: str, download_dir: Optional[str] = None) -> List[str]:
     """Write the Debian wallpaper photos to ``<out>/{train,val}`` and the manifest; returns the written paths."""
     outputs = wallpaper_outputs(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    write_wallpaper_lists(out_dir)
     todo = {dst: spec for dst, spec in outputs.items() if not osp.isfile(dst)}
     if not todo:
         return []

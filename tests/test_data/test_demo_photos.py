@@ -26,3 +26,23 @@ def test_prepare_demo_photos(tmp_path):
     assert prepare_demo_photos(out, progress=False) == result
     assert os.stat(result['train'][0]).st_mtime_ns == stamp
     assert not [n for n in os.listdir(osp.join(out, 'train')) if 'tmp' in n]
+
+
+def _demo_script():
+    import importlib.util
+    script = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'scripts', 'prepare_demo_data.py')
+    spec = importlib.util.spec_from_file_location('prepare_demo_data', script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_wallpaper_split_is_fixed(tmp_path):
+    script = _demo_script()
+    outputs = script.wallpaper_outputs(str(tmp_path))
+    assert len(outputs) == 32
+    val = sorted(osp.splitext(osp.basename(p))[0] for p in outputs if osp.basename(osp.dirname(p)) == 'val')
+    assert val == sorted(script.VAL_WALLPAPERS) and len(val) == 6
+    script.write_wallpaper_lists(str(tmp_path))
+    assert len((tmp_path / 'meta_info_wallpapers_train.txt').read_text().split()) == 26
+    assert (tmp_path / 'meta_info_wallpapers_val.txt').read_text().split() == [f'{v}.png' for v in val]
