@@ -1,9 +1,12 @@
 """Fixtures for the data tests: a copy of the fixture images and an LMDB made from them."""
 import shutil
+import sys
 from os import path as osp
 
 import pytest
-from data_helpers import HR_DIR, HR_NAMES
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # data_helpers, also under --import-mode=importlib
+from data_helpers import HR_DIR, HR_NAMES  # noqa: E402
 
 from basicsr.utils.lmdb_util import make_lmdb_from_imgs
 
