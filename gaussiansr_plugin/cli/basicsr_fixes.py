@@ -19,7 +19,7 @@ import yaml
 
 from basicsr.utils import scandir
 from basicsr.utils.options import ordered_yaml
-from . import resumable_sampling
+from ..data import resumable_sampler as resumable_sampling
 
 
 def load_resume_state(opt: dict):

@@ -12,7 +12,8 @@ from torch.utils import data
 from .image_source import ImageReader, check_folder, folder_images, lmdb_keys
 from .query_sampling import sample_queries
 from .resize import imresize_to, quantize_uint8
-from .scale_sampler import BatchScaleSchedule, draw_scale
+from .resumable_sampler import seed_item_rngs
+from .scale_sampler import BatchScaleSchedule, draw_scale, scale_of_batch
 
 
 @DATASET_REGISTRY.register()
@@ -113,14 +114,28 @@ class ArbitraryScaleImageDataset(data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> Dict[str, object]:
+        seed_item_rngs(index)
         return self.make_item(index, draw_scale(self.scale_min, self.scale_max))
 
     def __getitems__(self, indices: Sequence[int]) -> List[Dict[str, object]]:
-        """A whole batch (PyTorch's fetcher calls this): with ``scale_sampling: batch`` one scale for all."""
-        if self.scale_sampling == 'batch':
+        """A whole batch (PyTorch's fetcher calls this): with ``scale_sampling: batch`` one scale for all.
+
+        With our resumable sampler (``SeededIndex``) the batch scale is a function of (seed, epoch, batch in the
+        epoch), so it survives worker restarts and resumes; otherwise ``BatchScaleSchedule`` counts batches.
+        """
+        if self.scale_sampling != 'batch':
+            return [self[index] for index in indices]
+        first = indices[0]
+        if hasattr(first, 'epoch'):
+            batch = f'{first.epoch}-{first.step // len(indices)}'
+            scale = scale_of_batch(batch, self.scale_min, self.scale_max, self.batch_scales.seed)
+        else:
             scale = self.batch_scales.next_scale()
-            return [self.make_item(index, scale) for index in indices]
-        return [self[index] for index in indices]
+        items = []
+        for index in indices:
+            seed_item_rngs(index)
+            items.append(self.make_item(index, scale))
+        return items
 
     def make_item(self, index: int, scale: float) -> Dict[str, object]:
         """Build item ``index`` at the drawn ``scale`` (crop position, flips and queries from ``random``)."""

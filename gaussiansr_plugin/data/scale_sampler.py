@@ -1,6 +1,6 @@
 """Scale sampling for arbitrary-scale training: one scale per item, or one per batch shared by every rank."""
 import random
-from typing import Optional
+from typing import Optional, Union
 
 from torch.utils.data import get_worker_info
 
@@ -40,7 +40,7 @@ class BatchScaleSchedule:
         return scale_of_batch(self.batch_index(), self.scale_min, self.scale_max, self.seed)
 
 
-def scale_of_batch(batch: int, scale_min: float, scale_max: float, seed: int = 0) -> float:
+def scale_of_batch(batch: Union[int, str], scale_min: float, scale_max: float, seed: int = 0) -> float:
     """The scale of batch ``batch`` under ``scale_sampling: batch`` (string seeding: stable across processes)."""
     return random.Random(f'gaussiansr-batch-scale-{seed}-{batch}').uniform(scale_min, scale_max)
 

@@ -5,13 +5,10 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 
 import cv2
-import numpy as np
 import pytest
 import yaml
-from skimage import data as skdata
 
 from gaussiansr_plugin.cli import basicsr_cli
 from gaussiansr_plugin.cli.errors import UserError
@@ -22,72 +19,6 @@ ENV = dict(os.environ, PYTHONUNBUFFERED='1', GAUSSIANSR_SPLAT='reference')
 def _launcher(*args, cwd, timeout=300):
     cmd = [sys.executable, '-m', 'gaussiansr_plugin.cli.basicsr_cli', *args]
     return subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope='module')
-def photo_dirs(tmp_path_factory):
-    """Small crops of scikit-image's bundled photos: 4 train images and 2 val images."""
-    root = tmp_path_factory.mktemp('photos')
-    photo = skdata.astronaut()[:, :, ::-1]
-    for split, n in (('train', 4), ('val', 2)):
-        os.makedirs(root / split)
-        for i in range(n):
-            y, x = 60 * i + (0 if split == 'train' else 250), 40 * i
-            cv2.imwrite(str(root / split / f'{split}{i}.png'), np.ascontiguousarray(photo[y:y + 200, x:x + 180]))
-    return root
-
-
-def _train_yml(photos, name='smoke', total_iter=10):
-    return textwrap.dedent(f"""\
-        name: {name}
-        model_type: GaussianSRModel
-        num_gpu: 0
-        manual_seed: 10
-        datasets:
-          train:
-            name: photos
-            type: ArbitraryScaleImageDataset
-            dataroot_gt: {photos}/train
-            io_backend: {{type: disk}}
-            lq_size: 16
-            scale_min: 1
-            scale_max: 4
-            sample_q: 64
-            use_hflip: true
-            use_rot: true
-            num_worker_per_gpu: 0
-            batch_size_per_gpu: 2
-            dataset_enlarge_ratio: 1
-          val:
-            name: photos_val_x2.5
-            type: ArbitraryScaleTestDataset
-            dataroot_gt: {photos}/val
-            io_backend: {{type: disk}}
-            scale: 2.5
-        network_g:
-          type: GaussianSR
-          encoder: {{type: edsr-baseline, num_feat: 8, num_block: 1}}
-          bank_size: 9
-          mlp_hidden: [16]
-        path: {{pretrain_network_g: ~, strict_load_g: true, resume_state: ~}}
-        train:
-          ema_decay: 0.9
-          optim_g: {{type: Adam, lr: !!float 1e-3}}
-          scheduler: {{type: MultiStepLR, milestones: [100], gamma: 0.5}}
-          total_iter: {total_iter}
-          warmup_iter: -1
-          pixel_opt: {{type: L1Loss, loss_weight: 1.0}}
-        val:
-          val_freq: 5
-          save_img: false
-          suffix: ~
-          metrics:
-            psnr: {{type: calculate_psnr, crop_border: scale, test_y_channel: true}}
-        logger:
-          print_freq: 5
-          save_checkpoint_freq: 5
-          use_tb_logger: false
-        """)
 
 
 def test_help_and_unknown_command():
@@ -130,8 +61,8 @@ def test_missing_option_file_is_one_line(tmp_path):
     assert out.stderr.strip() == 'error: option file not found: missing.yml'
 
 
-def test_train_validate_checkpoint_resume_and_test(tmp_path, photo_dirs):
-    (tmp_path / 'train.yml').write_text(_train_yml(photo_dirs))
+def test_train_validate_checkpoint_resume_and_test(tmp_path, photo_dirs, train_yml):
+    (tmp_path / 'train.yml').write_text(train_yml(photo_dirs))
     out = _launcher('train', '-opt', 'train.yml', cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     exp = tmp_path / 'experiments' / 'smoke'
@@ -140,7 +71,7 @@ def test_train_validate_checkpoint_resume_and_test(tmp_path, photo_dirs):
     assert re.search(r'# psnr: \d+\.\d+', log), log[-2000:]
 
     # --auto_resume continues from the last state up to the new total_iter
-    (tmp_path / 'train.yml').write_text(_train_yml(photo_dirs, total_iter=15))
+    (tmp_path / 'train.yml').write_text(train_yml(photo_dirs, total_iter=15))
     out = _launcher('train', '-opt', 'train.yml', '--auto_resume', cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert (exp / 'training_states' / '15.state').is_file()
@@ -151,7 +82,7 @@ def test_train_validate_checkpoint_resume_and_test(tmp_path, photo_dirs):
         'name': 'smoke_test', 'model_type': 'GaussianSRModel', 'num_gpu': 0, 'manual_seed': 0,
         'datasets': {'test_1': {'name': 'val_x3.3', 'type': 'ArbitraryScaleTestDataset',
                                 'dataroot_gt': str(photo_dirs / 'val'), 'io_backend': {'type': 'disk'}, 'scale': 3.3}},
-        'network_g': yaml.safe_load(_train_yml(photo_dirs))['network_g'],
+        'network_g': yaml.safe_load(train_yml(photo_dirs))['network_g'],
         'path': {'pretrain_network_g': str(exp / 'models' / 'net_g_15.pth'), 'param_key_g': 'params_ema',
                  'strict_load_g': True},
         'val': {'save_img': True, 'suffix': None,

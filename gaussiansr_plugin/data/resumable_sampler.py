@@ -8,22 +8,33 @@ honour ``index.seed`` (ours do) draw the item's random numbers from it, so an it
 worker loads it or on what was loaded before.
 """
 import hashlib
+import random
 
+import numpy as np
 import torch
 
 from basicsr.data.data_sampler import EnlargedSampler
 
 
 class SeededIndex(int):
-    """A dataset index that carries the seed of its item's random draws (an ``int`` for every other dataset)."""
+    """A dataset index (an ``int`` for every other dataset) that also carries the seed of its item's random draws,
+    the epoch, and its position ``step`` among this rank's samples of the epoch (``step // batch`` is the batch)."""
 
-    def __new__(cls, value: int, seed: int):
+    def __new__(cls, value: int, seed: int, epoch: int = 0, step: int = 0):
         obj = super().__new__(cls, value)
-        obj.seed = seed
+        obj.seed, obj.epoch, obj.step = seed, epoch, step
         return obj
 
     def __reduce__(self):
-        return SeededIndex, (int(self), self.seed)
+        return SeededIndex, (int(self), self.seed, self.epoch, self.step)
+
+
+def seed_item_rngs(index: int) -> None:
+    """Seed ``random`` and ``np.random`` from ``index.seed`` when the index carries one (no-op for a plain int)."""
+    seed = getattr(index, 'seed', None)
+    if seed is not None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
 
 
 def item_seed(base_seed: int, epoch: int, position: int) -> int:
@@ -50,7 +61,7 @@ class SeededEnlargedSampler(EnlargedSampler):
         start = self.skip.get(self.epoch, 0)
         for k in range(start, len(indices)):
             position = self.rank + k * self.num_replicas
-            yield SeededIndex(indices[k], item_seed(self.base_seed, self.epoch, position))
+            yield SeededIndex(indices[k], item_seed(self.base_seed, self.epoch, position), self.epoch, k)
 
 
 def wrap_create_train_val_dataloader(create):
