@@ -133,38 +133,19 @@ def bench_case(case: Dict, backend: str, args: argparse.Namespace, device: torch
 
 
 def stage_rows(case: Dict, args: argparse.Namespace, device: torch.device) -> List[Dict]:
-    """Median time of each stage of the CUDA path (forward kernels, bucketing, backward at several window parts)."""
+    """Median time of the CUDA forward and backward calls alone (no autograd), the backward at several parts."""
     from gaussiansr_plugin.ops.splat._backend import load_ext
     from gaussiansr_plugin.ops.splat.function import backward_parts
     ext = load_ext()[0]
     feat, sigma, rho, opacity, coords = make_case(case, device)
     b, c, h, w, r = case['b'], case['c'], case['h'], case['w'], case['r']
-    feat_t, params = ext.prepare(feat, sigma, rho, opacity)
-    grad = torch.randn(*coords.shape[:2], c, device=device)
-    keys = ext.bucket_keys(coords, h, w, r)
-    sorted_keys, order = torch.sort(keys, stable=True)
-    bounds = torch.arange(b * (h + 2 * r + 2) * (w + 2 * r + 2) + 1, device=device, dtype=torch.int32)
-    offsets = torch.searchsorted(sorted_keys, bounds, out_int32=True)
-    grad_sorted, coords_sorted = grad.reshape(-1, c)[order], coords.reshape(-1, 2)[order]
-    slices = -(-c // ext.channels_per_thread(c))
-    chosen = backward_parts(b, h * w, coords.shape[1], slices, r, device)
-    stages = {
-        'prepare':
-        lambda: ext.prepare(feat, sigma, rho, opacity),
-        'forward kernel':
-        lambda: ext.forward(feat_t, params, coords, h, w, r),
-        'bucket keys + sort + offsets':
-        lambda: torch.searchsorted(
-            torch.sort(ext.bucket_keys(coords, h, w, r), stable=True)[0], bounds, out_int32=True),
-        'gather grad + coords':
-        lambda: (grad.reshape(-1, c)[order], coords.reshape(-1, 2)[order]),
-    }
-    for parts in sorted({1, chosen, min(2 * chosen, (2 * r + 1)**2), (2 * r + 1)**2}):
-        label = f'backward kernel P={parts}' + (' (chosen)' if parts == chosen else '')
-        stages[label] = functools.partial(ext.backward, grad_sorted, coords_sorted, offsets, feat_t, params, h, w, r,
-                                          parts)
-    gf, gp = ext.backward(grad_sorted, coords_sorted, offsets, feat_t, params, h, w, r, chosen)
-    stages[f'finalize P={chosen}'] = lambda: ext.finalize(gf, gp, sigma, rho)
+    out, feat_t, params = ext.forward(feat, sigma, rho, opacity, coords, r)
+    grad = torch.randn_like(out)
+    chosen = backward_parts(b, h * w, coords.shape[1], -(-c // ext.channels_per_thread(c)), r, device)
+    stages = {'forward (prepare + splat)': lambda: ext.forward(feat, sigma, rho, opacity, coords, r)}
+    for parts in sorted({1, chosen, 2 * r + 1}):
+        label = f'backward P={parts}' + (' (chosen)' if parts == chosen else '')
+        stages[label] = functools.partial(ext.backward, grad, coords, feat_t, params, sigma, rho, r, parts)
     return [{
         'case': case['name'],
         'stage': name,
