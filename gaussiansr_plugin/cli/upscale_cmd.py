@@ -1,0 +1,100 @@
+"""``gaussiansr upscale IN OUT (--scale S | --size WxH)``: super-resolve an image, or every image of a folder."""
+import argparse
+import sys
+from typing import List, Set, Tuple
+
+import torch
+from tqdm import tqdm
+
+from ..inference.batch import check_destination, plan_jobs
+from ..inference.checkpoint import LoadedModel, load_model
+from ..inference.image_io import Picture, read_image, write_image
+from ..inference.upscaler import RenderPlan, resolve_device, target_size, upscale_picture
+from .arguments import add_model_arguments, image_size, non_negative_int, one_line_errors, positive_float, positive_int
+from .errors import UserError
+
+DEFAULT_MAX_PIXELS = 200_000_000
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    one_line_errors(parser)
+    parser.add_argument('input', metavar='IN', help='an image (PNG, JPEG, TIFF, WebP, BMP) or a folder of images')
+    parser.add_argument(
+        'output',
+        metavar='OUT',
+        help='output image (its extension picks the format) or, for a folder IN, output folder')
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument('--scale', type=positive_float, help='scale factor, any positive number (2, 3.5, 12, ...)')
+    target.add_argument('--size', type=image_size, metavar='WxH', help='exact output size, e.g. 1920x1080')
+    add_model_arguments(parser)
+    parser.add_argument(
+        '--tile',
+        type=positive_int,
+        default=None,
+        metavar='N',
+        help='encode the LR image in N x N tiles (bounded memory for large inputs)')
+    parser.add_argument(
+        '--tile-overlap',
+        type=non_negative_int,
+        default=16,
+        metavar='N',
+        help='LR pixels of context around each tile. Default: 16')
+    parser.add_argument(
+        '--chunk-size',
+        type=positive_int,
+        default=None,
+        metavar='N',
+        help="queries rendered at once. Default: the model's (65536)")
+    parser.add_argument(
+        '--max-pixels',
+        type=positive_int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar='N',
+        help=f'refuse outputs larger than this many pixels. Default: {DEFAULT_MAX_PIXELS:.0e}')
+
+
+def _warn(message: str, seen: Set[str]) -> None:
+    """One ``warning:`` line on stderr per distinct message (kept clear of the progress bar)."""
+    if message not in seen:
+        seen.add(message)
+        tqdm.write(f'warning: {message}', file=sys.stderr)
+
+
+def _upscale_and_write(model: LoadedModel, picture: Picture, size: Tuple[int, int], dst: str, plan: RenderPlan,
+                       device: torch.device, seen: Set[str]) -> None:
+    for note in write_image(dst, upscale_picture(model.net, picture, size, plan, device)):
+        _warn(f'{dst}: {note}', seen)
+
+
+def _plan(args: argparse.Namespace, model: LoadedModel) -> RenderPlan:
+    return RenderPlan(
+        chunk_size=args.chunk_size or model.net.chunk_size, tile=args.tile, tile_overlap=args.tile_overlap)
+
+
+def run(args: argparse.Namespace) -> None:
+    device = resolve_device(args.device)
+    jobs, is_folder = plan_jobs(args.input, args.output)
+    seen: Set[str] = set()
+    if not is_folder:
+        src, dst = jobs[0]
+        picture = read_image(src)  # check the image and the size before the (slower) model load
+        size = target_size(picture.size, args.scale, args.size, args.max_pixels)
+        model = load_model(args.model, args.config, device)
+        _upscale_and_write(model, picture, size, dst, _plan(args, model), device, seen)
+        sys.stdout.write(f'wrote {dst} ({size[1]}x{size[0]} from {picture.size[1]}x{picture.size[0]})\n')
+        return
+    model = load_model(args.model, args.config, device)
+    plan = _plan(args, model)
+    failures: List[str] = []
+    for src, dst in tqdm(jobs, desc='upscale', unit='img', file=sys.stderr, dynamic_ncols=True):
+        try:
+            check_destination(dst, args.output)
+            picture = read_image(src)
+            size = target_size(picture.size, args.scale, args.size, args.max_pixels)
+            _upscale_and_write(model, picture, size, dst, plan, device, seen)
+        except UserError as exc:
+            failures.append(str(exc))
+            _warn(f'skipped: {exc}', seen)
+    sys.stdout.write(f'wrote {len(jobs) - len(failures)} image(s) to {args.output}\n')
+    if failures:
+        raise UserError(f'{len(failures)} of {len(jobs)} image(s) failed, the first: {failures[0]}')

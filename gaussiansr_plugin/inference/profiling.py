@@ -1,0 +1,162 @@
+"""Cost of a GaussianSR model: parameters per part, FLOPs (mmengine), latency and peak memory per scale."""
+import ctypes
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from ..archs.gaussian_util import output_size
+from ..archs.gaussiansr_arch import GaussianSR
+from .upscaler import RenderPlan, render
+
+_CLEAR_REFS = '/proc/self/clear_refs'
+_STATUS = '/proc/self/status'
+
+
+class UpsampleAt(nn.Module):
+    """``net.upsample`` at a fixed output size, as a module whose ``forward`` takes only the LR image."""
+
+    def __init__(self, net: GaussianSR, size: Tuple[int, int]):
+        super().__init__()
+        self.net = net
+        self.size = size
+
+    def forward(self, lq: Tensor) -> Tensor:
+        return self.net.upsample(lq, self.size)
+
+
+def parameter_counts(net: GaussianSR) -> Dict[str, int]:
+    """Parameters of ``encoder``, ``head + bank`` (the Gaussian selection), ``decoder`` and in ``total``."""
+
+    def count(*modules: Optional[nn.Module]) -> int:
+        return sum(p.numel() for m in modules if m is not None for p in m.parameters())
+
+    return {
+        'encoder': count(net.encoder),
+        'head + bank': count(getattr(net, 'head', None), getattr(net, 'bank', None)),
+        'decoder': count(net.decoder),
+        'total': count(net),
+    }
+
+
+@dataclass
+class Flops:
+    """FLOPs counted by mmengine (one multiply-add = 1, its convention), or why they could not be."""
+    total: Optional[float] = None
+    by_part: Dict[str, float] = field(default_factory=dict)
+    uncounted_ops: List[str] = field(default_factory=list)
+    error: Optional[str] = None
+
+
+def count_flops(net: GaussianSR, lq: Tensor, size: Tuple[int, int]) -> Flops:
+    """FLOPs of ``net.upsample(lq, size)`` with mmengine's ``FlopAnalyzer`` (the counter behind its
+    ``get_model_complexity_info``), by part, with the operators it could not count; never raises on a failed trace.
+    """
+    from mmengine.analysis import FlopAnalyzer
+    try:
+        analyzer = FlopAnalyzer(UpsampleAt(net, size).eval(), (lq, ))
+        analyzer.unsupported_ops_warnings(False)
+        analyzer.uncalled_modules_warnings(False)
+        analyzer.tracer_warnings('none')
+        with torch.no_grad():
+            by_module = analyzer.by_module()
+            ops = analyzer.unsupported_ops()
+    except Exception as exc:  # a trace can fail on any op; report it in the table instead
+        message = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        return Flops(error=f'{type(exc).__name__}: {message}')
+    parts = {'encoder': ['net.encoder'], 'head + bank': ['net.head', 'net.bank'], 'decoder': ['net.decoder']}
+    by_part = {name: float(sum(by_module.get(m, 0) for m in modules)) for name, modules in parts.items()}
+    return Flops(total=float(by_module['']), by_part=by_part, uncounted_ops=sorted(ops))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn`` in ms after ``warmup`` calls (CUDA events on CUDA, perf_counter on CPU)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == 'cuda':
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize(device)
+            times.append(start.elapsed_time(end))
+        else:
+            start_s = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - start_s) * 1000)
+    return statistics.median(times)
+
+
+def _status_kib(field_name: str) -> int:
+    with open(_STATUS) as f:
+        for line in f:
+            if line.startswith(field_name + ':'):
+                return int(line.split()[1])
+    raise OSError(f'{field_name} not in {_STATUS}')
+
+
+def _release_free_memory() -> None:
+    """Give memory freed by earlier runs back to the OS (glibc ``malloc_trim``), so the RSS peak of the next call
+    is not hidden by reuse of pages that are already resident; a no-op without glibc."""
+    try:
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError):
+        return
+
+
+def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> Optional[float]:
+    """Peak memory of one call of ``fn`` in MB.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` above what was allocated before. CPU (Linux): the peak resident set
+    size above the size before the call (freed memory is first returned to the OS with ``malloc_trim``, then the peak
+    is reset through ``/proc/self/clear_refs``); None elsewhere.
+    """
+    if device.type == 'cuda':
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        _sync(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    _release_free_memory()
+    try:
+        with open(_CLEAR_REFS, 'w') as f:
+            f.write('5')  # resets VmHWM to the current RSS
+        base = _status_kib('VmRSS')
+        fn()
+        return max(0, _status_kib('VmHWM') - base) / 2**10
+    except OSError:
+        return None
+
+
+@dataclass
+class ScaleCost:
+    """Cost of upscaling one LR image at one scale."""
+    scale: float
+    size: Tuple[int, int]
+    flops: Flops
+    latency_ms: float
+    peak_mb: Optional[float]
+
+
+def profile_scale(net: GaussianSR, lq: Tensor, scale: float, repeats: int) -> ScaleCost:
+    """FLOPs, median latency and peak memory of ``net.upsample`` at one scale (``lq`` on the target device)."""
+    size = output_size(lq.shape[-2:], scale)
+    plan = RenderPlan(chunk_size=net.chunk_size)
+    counted = count_flops(net, lq, size)
+
+    def call() -> Tensor:
+        return render(net, lq, size, plan)
+
+    latency = time_call(call, lq.device, repeats)
+    return ScaleCost(scale=scale, size=size, flops=counted, latency_ms=latency, peak_mb=peak_memory_mb(call, lq.device))

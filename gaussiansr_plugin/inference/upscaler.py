@@ -1,0 +1,114 @@
+"""Whole-image upscaling: device choice, output size, and a CUDA out-of-memory fallback."""
+import re
+from dataclasses import dataclass, replace
+from typing import Optional, Tuple
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from basicsr.utils import get_root_logger
+from ..archs.gaussian_util import output_size
+from ..archs.gaussiansr_arch import GaussianSR
+from ..cli.errors import UserError
+from .image_io import Picture
+
+MIN_CHUNK = 4096  # smallest query chunk tried after out-of-memory errors, before tiling
+FIRST_TILE = 256  # LR tile side tried first when tiling is switched on after out-of-memory errors
+MIN_TILE = 32
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda`` or ``cuda:N`` -> a usable ``torch.device``."""
+    name = (name or 'auto').strip().lower()
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if name == 'cpu':
+        return torch.device('cpu')
+    if re.fullmatch(r'cuda(:\d+)?', name):
+        if not torch.cuda.is_available():
+            raise UserError(f'--device {name}: CUDA is not available here (no GPU, or a CPU-only torch); use cpu')
+        index = int(name.split(':')[1]) if ':' in name else 0
+        if index >= torch.cuda.device_count():
+            raise UserError(f'--device {name}: only {torch.cuda.device_count()} CUDA device(s) visible')
+        return torch.device('cuda', index)
+    raise UserError(f"unknown device '{name}': use auto, cpu, cuda or cuda:N")
+
+
+def target_size(lr_size: Tuple[int, int], scale: Optional[float], size: Optional[Tuple[int, int]],
+                max_pixels: float) -> Tuple[int, int]:
+    """The output (H, W): ``size`` if given, else ``round(h*s) x round(w*s)``; at most ``max_pixels`` pixels."""
+    out = tuple(size) if size else output_size(lr_size, scale)
+    if out[0] * out[1] > max_pixels:
+        raise UserError(f'output would be {out[1]}x{out[0]} = {out[0] * out[1]:.3g} pixels, above --max-pixels '
+                        f'{max_pixels:.3g}; use a smaller scale or size, or raise --max-pixels')
+    return out
+
+
+@dataclass(frozen=True)
+class RenderPlan:
+    """How ``GaussianSR.upsample`` is called: query chunk size and optional LR tiling."""
+    chunk_size: int
+    tile: Optional[int] = None
+    tile_overlap: int = 16
+
+    def smaller(self, lr_size: Tuple[int, int]) -> Optional['RenderPlan']:
+        """The next plan after an out-of-memory error: half the chunk, then tiles, then half the tile; or None."""
+        if self.chunk_size > MIN_CHUNK:
+            return replace(self, chunk_size=max(MIN_CHUNK, self.chunk_size // 2))
+        if self.tile is None and max(lr_size) > MIN_TILE:
+            return replace(self, tile=min(FIRST_TILE, max(MIN_TILE, max(lr_size) // 2)))
+        if self.tile is not None and self.tile > MIN_TILE:
+            return replace(self, tile=max(MIN_TILE, self.tile // 2))
+        return None
+
+
+def render(net: GaussianSR, lq: Tensor, size: Tuple[int, int], plan: RenderPlan) -> Tensor:
+    """``net.upsample`` under no_grad; on CUDA out-of-memory, retry with ever smaller plans (logged as warnings).
+
+    Args:
+        net (GaussianSR): The network, in eval mode.
+        lq (Tensor): LR images in [0, 1], [B, 3, h, w].
+        size (tuple[int, int]): Output (H, W).
+        plan (RenderPlan): The first plan tried.
+
+    Returns:
+        Tensor: [B, 3, H, W], clamped to [0, 1].
+    """
+    lr_size = tuple(lq.shape[-2:])
+    while True:
+        try:
+            with torch.no_grad():
+                return net.upsample(
+                    lq, size, chunk_size=plan.chunk_size, tile=plan.tile, tile_overlap=plan.tile_overlap).clamp_(0, 1)
+        except torch.cuda.OutOfMemoryError:
+            failed = plan
+        # outside the except block, so the failed attempt's tensors are released before the retry
+        plan = failed.smaller(lr_size)
+        if lq.is_cuda:
+            torch.cuda.empty_cache()
+        if plan is None:
+            raise UserError(f'out of GPU memory even with --chunk-size {failed.chunk_size} and --tile {failed.tile}; '
+                            'use --device cpu, or a smaller scale or size')
+        get_root_logger().warning(f'CUDA out of memory with chunk size {failed.chunk_size}, tile {failed.tile}; '
+                                  f'retrying with chunk size {plan.chunk_size}, tile {plan.tile}')
+
+
+def picture_to_tensor(picture: Picture, device: torch.device) -> Tensor:
+    """RGB of a ``Picture`` -> [1, 3, h, w] float32 on ``device``."""
+    return torch.from_numpy(np.ascontiguousarray(picture.rgb.transpose(2, 0, 1)))[None].to(device)
+
+
+def upscale_picture(net: GaussianSR, picture: Picture, size: Tuple[int, int], plan: RenderPlan,
+                    device: torch.device) -> Picture:
+    """Super-resolve a picture to ``size`` (H, W); alpha is resized separately (bicubic, OpenCV).
+
+    Gray pictures go through the network as RGB and come back as the mean of the output channels.
+    """
+    out = render(net, picture_to_tensor(picture, device), size, plan)
+    rgb = out[0].permute(1, 2, 0).float().cpu().numpy()
+    alpha = None
+    if picture.alpha is not None:
+        alpha = cv2.resize(picture.alpha, (size[1], size[0]), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    return Picture(rgb=rgb, alpha=alpha, gray=picture.gray, dtype=picture.dtype)
