@@ -1,0 +1,149 @@
+"""Latency and peak memory of GaussianSR (EDSR-baseline, random weights, batch 1) per LR->HR case, fp32 and bf16,
+plus the training step (B16, 48x48 LR, 2304 queries, x4). CUDA: CUDA events after warm-up, median of --reps runs,
+``torch.cuda.max_memory_allocated``. CPU: perf_counter median, smaller cases (a sanity figure only).
+
+    python scripts/bench.py --json docs/logs/bench.json > docs/logs/bench.md
+    python scripts/bench.py --device cpu --reps 3
+"""
+import argparse
+import json
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+
+import torch
+
+import gaussiansr_plugin  # noqa: F401
+from basicsr.utils.registry import ARCH_REGISTRY
+from gaussiansr_plugin.archs.gaussian_util import make_cell, make_coord
+
+GPU_CASES = [(64, 2), (64, 6), (128, 4), (256, 4), (64, 12), (512, 4), (1024, 4), (2048, 4)]
+CPU_CASES = [(32, 2), (32, 4), (64, 4)]
+
+
+def timer(device: torch.device, fn, warmup: int, reps: int) -> float:
+    """Median milliseconds of ``fn()``."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        if device.type == 'cuda':
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def measure(device, fn, warmup, reps) -> dict:
+    if device.type == 'cuda':
+        torch.cuda.empty_cache()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        ms = timer(device, fn, warmup, reps)
+    except torch.cuda.OutOfMemoryError as exc:
+        return {'error': f'OOM: {str(exc)[:80]}'}
+    row = {'ms': ms}
+    if device.type == 'cuda':
+        row['peak_gib'] = torch.cuda.max_memory_allocated() / 2**30
+    return row
+
+
+def bench_inference(net, device, cases, dtype, chunk, warmup, reps):
+    rows = []
+    for side, scale in cases:
+        lq = torch.rand(1, 3, side, side, device=device)
+        size = (round(side * scale), round(side * scale))
+
+        def run():
+            with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                return net.upsample(lq, size, chunk_size=chunk)
+
+        big = size[0] * size[1] > 4e6
+        row = {'lr': side, 'scale': scale, 'hr': size[0], 'dtype': str(dtype).split('.')[-1]}
+        row.update(measure(device, run, 1 if big else warmup, max(3, reps // 5) if big else reps))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def bench_train(net, device, dtype, warmup, reps, scale=4.0, batch=16, q=2304):
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), 1e-4)
+    lq = torch.rand(batch, 3, 48, 48, device=device)
+    side = round(48 * scale)
+    idx = torch.randint(0, side * side, (batch, q), device=device)
+    coord = make_coord((side, side), device=device)[idx]
+    cell = make_cell(q, (side, side), device=device).expand(batch, q, 2)
+    gt = torch.rand(batch, q, 3, device=device)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            out = net(lq, coord, cell)
+        (out.float() - gt).abs().mean().backward()
+        opt.step()
+
+    row = {'train_batch': batch, 'scale': scale, 'queries': q, 'dtype': str(dtype).split('.')[-1]}
+    row.update(measure(device, step, warmup, reps))
+    net.eval()
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def markdown(result: dict) -> str:
+    lines = [f"GaussianSR (EDSR-baseline) on {result['device_name']}, torch {result['torch']}, {result['date']}",
+             '', '| case | fp32 ms | fp32 peak GiB | bf16 ms | bf16 peak GiB |', '|---|---|---|---|---|']
+    by_case = {}
+    for row in result['inference']:
+        by_case.setdefault((row['lr'], row['scale'], row['hr']), {})[row['dtype']] = row
+    for (lr, s, hr), rows in by_case.items():
+        cells = []
+        for dt in ('float32', 'bfloat16'):
+            r = rows.get(dt, {})
+            cells += [f"{r['ms']:.2f}" if 'ms' in r else r.get('error', '-'), f"{r.get('peak_gib', float('nan')):.3f}"]
+        lines.append(f'| {lr}->{hr} x{s:g} | ' + ' | '.join(cells) + ' |')
+    for row in result['train']:
+        lines.append(f"| train step B{row['train_batch']} 48² {row['queries']}q x{row['scale']:g} ({row['dtype']}) | "
+                     f"{row.get('ms', float('nan')):.2f} | {row.get('peak_gib', float('nan')):.3f} | | |")
+    return '\n'.join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--reps', type=int, default=50)
+    parser.add_argument('--warmup', type=int, default=5)
+    parser.add_argument('--chunk', type=int, default=None, help='queries per chunk (default: the arch default)')
+    parser.add_argument('--json', default=None)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = True
+    torch.manual_seed(0)
+    net = ARCH_REGISTRY.get('GaussianSR')().to(device).eval()
+    cases = GPU_CASES if device.type == 'cuda' else CPU_CASES
+    dtypes = [torch.float32, torch.bfloat16]
+    result = {
+        'date': datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+        'device_name': torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu',
+        'torch': torch.__version__, 'params': sum(p.numel() for p in net.parameters()),
+        'inference': [r for dt in dtypes for r in bench_inference(net, device, cases, dt, args.chunk, args.warmup,
+                                                                    args.reps)],
+        'train': [bench_train(net, device, dt, args.warmup, max(5, args.reps // 2)) for dt in dtypes],
+    }
+    print(markdown(result))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == '__main__':
+    main()
