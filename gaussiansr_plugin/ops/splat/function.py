@@ -7,6 +7,7 @@ kernel adds in a fixed order, so two backward runs give bitwise equal gradients.
 """
 import functools
 import math
+from types import ModuleType
 from typing import Optional, Tuple
 
 import torch
@@ -77,7 +78,8 @@ class SplatFunction(torch.autograd.Function):
         return (*grads, None, None)  # grads of feat, sigma, rho, opacity; none for coords and radius
 
 
-def _ext():
+def _ext() -> ModuleType:
+    """The loaded extension (the dispatcher only calls in when it loaded)."""
     ext, error = load_ext()
     if ext is None:
         raise RuntimeError('the splat CUDA extension is unavailable') from error

@@ -9,9 +9,9 @@
 // 2r+1 contiguous ranges (one per window row); one warp per (LR pixel, channel slice, window part) gathers them
 // with coalesced loads. Partial sums go to buffers that finalize() reduces in a fixed order: the backward is
 // deterministic (no atomics).
+#include <ATen/core/Tensor.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
-#include <torch/extension.h>
 
 #include <cstdint>
 #include <type_traits>
