@@ -25,7 +25,7 @@ from ..data.demo_photos import prepare_demo_photos
 from ..data.resize import imresize_to, quantize_uint8
 from ..inference.checkpoint import LoadedModel, load_model
 from ..inference.image_io import Picture, read_image, write_image
-from ..inference.upscaler import RenderPlan, render, resolve_device
+from ..inference.upscaler import RenderPlan, render, resolve_device, rgb_to_tensor
 from ..models.schedules import TrainingDiverged
 from . import basicsr_cli
 from .arguments import one_line_errors, positive_int
@@ -103,8 +103,8 @@ def evaluate(model: LoadedModel, hr_path: str, device: torch.device) -> List[Dic
         hr_crop = hr[:size[0], :size[1]]
         gt = _uint8(hr_crop)
         lr = quantize_uint8(imresize_to(hr_crop, lr_size))
-        lq = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1)))[None].to(device)
-        ours = _uint8(render(model.net, lq, size, RenderPlan(model.net.chunk_size))[0].permute(1, 2, 0).cpu().numpy())
+        out = render(model.net, rgb_to_tensor(lr, device), size, RenderPlan(model.net.chunk_size))
+        ours = _uint8(out[0].permute(1, 2, 0).cpu().numpy())
         bicubic = _uint8(imresize_to(lr, size))
         crop = math.ceil(scale)
         row = dict(scale=scale, lr=lr_size, size=size)

@@ -12,7 +12,7 @@ from ..archs.gaussiansr_arch import GaussianSR
 from ..data.resize import imresize_to
 from ..inference.checkpoint import load_model
 from ..inference.image_io import read_image, write_bytes_atomic
-from ..inference.upscaler import RenderPlan, render, resolve_device, target_size
+from ..inference.upscaler import RenderPlan, render, resolve_device, rgb_to_tensor, target_size
 from .arguments import add_model_arguments, non_negative_int, one_line_errors, positive_float
 from .errors import UserError
 
@@ -66,15 +66,10 @@ def _load_images(paths: List[str], lr_size: int) -> List[np.ndarray]:
     return shrunk
 
 
-def _tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
-    """[h, w, 3] -> [1, 3, h, w] on ``device``."""
-    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(device)
-
-
 def _comparisons(net: GaussianSR, lr: np.ndarray, scales: List[float], device: torch.device) -> list:
     """LR (nearest), bicubic (Matlab) and GaussianSR upscalings of ``lr`` at each scale (``figures.Comparison``)."""
     from ..inference.figures import Comparison
-    lq = _tensor(lr, device)
+    lq = rgb_to_tensor(lr, device)
     rows = []
     for scale in scales:
         size = target_size(lr.shape[:2], scale, None, MAX_PIXELS)
@@ -95,7 +90,7 @@ def run(args: argparse.Namespace) -> None:
     with torch.no_grad():
         bank = net.bank().float().cpu().numpy()
     k = bank.shape[0]
-    choices = [kernel_choice(net, _tensor(rgb, device)) for rgb in images]
+    choices = [kernel_choice(net, rgb_to_tensor(rgb, device)) for rgb in images]
     usage = sum(np.bincount(index.ravel(), minlength=k) for index, _ in choices)
     lr, (index, sigma) = images[0], choices[0]
     figures = {

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
-from matplotlib.colors import BoundaryNorm, ListedColormap, Normalize
+from matplotlib.colors import BoundaryNorm, ListedColormap, PowerNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse, Rectangle
 from torch import Tensor
@@ -23,6 +23,7 @@ from torch import Tensor
 from ..archs.gaussiansr_arch import GaussianSR
 
 DPI = 150
+UNUSED = '0.8'  # colour of kernels no pixel chose
 
 
 def kernel_choice(net: GaussianSR, lq: Tensor) -> Tuple[np.ndarray, np.ndarray]:
@@ -65,7 +66,7 @@ def categorical_cmap(k: int) -> ListedColormap:
 
 
 def bank_figure(bank: np.ndarray, usage: np.ndarray) -> Figure:
-    """The Gaussian bank as a grid of ellipses in LR-pixel units, coloured by usage.
+    """The Gaussian bank as a grid of ellipses in LR-pixel units, coloured by usage (gray: never chosen).
 
     Args:
         bank (np.ndarray): Constrained kernels (sigma_y, sigma_x, rho, opacity), [K, 4].
@@ -80,12 +81,12 @@ def bank_figure(bank: np.ndarray, usage: np.ndarray) -> Figure:
     axes = [ellipse_axes(*map(float, bank[i, :3])) for i in range(k)]
     step = 2 * 2 * max(a[0] for a in axes) * 1.1  # the widest 2-sigma contour fits its cell
     share = 100 * usage / max(1, usage.sum())
-    norm, cmap = Normalize(0, max(share.max(), 1e-6)), colormaps['viridis']
+    norm, cmap = PowerNorm(0.5, 0, max(share.max(), 1e-6)), colormaps['viridis']  # rare kernels stay visible
     fig = Figure(figsize=(1.0 + 0.75 * cols, 0.5 + 0.75 * rows), dpi=DPI, layout='constrained')
     ax = fig.add_subplot()
     for i, (major, minor, angle) in enumerate(axes):
         centre = ((i % cols + 0.5) * step, (i // cols + 0.5) * step)
-        colour, opacity = cmap(norm(share[i])), float(bank[i, 3])
+        colour, opacity = (cmap(norm(share[i])) if usage[i] else UNUSED), float(bank[i, 3])
         ax.add_patch(
             Ellipse(
                 centre,
@@ -113,7 +114,10 @@ def bank_figure(bank: np.ndarray, usage: np.ndarray) -> Figure:
     ax.set_ylim(rows * step + 0.3 * step, 0)  # y down, as in the image
     ax.set_aspect('equal')
     ax.axis('off')
-    ax.set_title(f'Gaussian bank, K={k}\n1-sigma filled, 2-sigma dashed; fainter = lower opacity', fontsize=8)
+    ax.set_title(
+        f'Gaussian bank, K={k} ({int((usage > 0).sum())} chosen; gray: never)\n'
+        '1-sigma filled, 2-sigma dashed; fainter = lower opacity',
+        fontsize=8)
     fig.colorbar(ScalarMappable(norm, cmap), ax=ax, shrink=0.6, label='LR pixels choosing the kernel (%)')
     return fig
 

@@ -95,9 +95,9 @@ def render(net: GaussianSR, lq: Tensor, size: Tuple[int, int], plan: RenderPlan)
                                   f'retrying with chunk size {plan.chunk_size}, tile {plan.tile}')
 
 
-def picture_to_tensor(picture: Picture, device: torch.device) -> Tensor:
-    """RGB of a ``Picture`` -> [1, 3, h, w] float32 on ``device``."""
-    return torch.from_numpy(np.ascontiguousarray(picture.rgb.transpose(2, 0, 1)))[None].to(device)
+def rgb_to_tensor(rgb: np.ndarray, device: torch.device) -> Tensor:
+    """An RGB image [h, w, 3] (float32 in [0, 1]) -> [1, 3, h, w] on ``device``."""
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(device)
 
 
 def upscale_picture(net: GaussianSR, picture: Picture, size: Tuple[int, int], plan: RenderPlan,
@@ -106,7 +106,7 @@ def upscale_picture(net: GaussianSR, picture: Picture, size: Tuple[int, int], pl
 
     Gray pictures go through the network as RGB and come back as the mean of the output channels.
     """
-    out = render(net, picture_to_tensor(picture, device), size, plan)
+    out = render(net, rgb_to_tensor(picture.rgb, device), size, plan)
     rgb = out[0].permute(1, 2, 0).float().cpu().numpy()
     alpha = None
     if picture.alpha is not None:

@@ -249,6 +249,15 @@ def test_malicious_checkpoint_is_refused_and_never_runs(tmp_path, tiny_model, ph
         assert_one_error_line(proc.returncode, proc.stderr, out, marker)
 
 
+@pytest.mark.skipif(not osp.isfile(checkpoint.DEFAULT_MODEL), reason='no shipped checkpoint')
+def test_shipped_model_is_the_default(tmp_path, photo, capsys):
+    src, out = _write(tmp_path / 'in.png', photo), tmp_path / 'out.png'
+    assert cli('upscale', src, out, '--size', '40x30') == 0
+    assert cv2.imread(str(out)).shape == (30, 40, 3)
+    model = checkpoint.load_model()
+    assert model.param_key == 'params_ema' and model.options_source.endswith('gaussiansr_edsrb_demo.yml')
+
+
 def test_missing_shipped_model_and_cuda(tmp_path, photo, monkeypatch, capsys):
     monkeypatch.setattr(checkpoint, 'DEFAULT_MODEL', str(tmp_path / 'weights' / 'missing.pth'))
     src, out = _write(tmp_path / 'in.png', photo), tmp_path / 'out.png'
