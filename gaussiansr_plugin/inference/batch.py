@@ -43,8 +43,8 @@ def folder_jobs(in_dir: str, out_dir: str) -> List[Tuple[str, str]]:
 def plan_jobs(src: str, dst: str) -> Tuple[List[Tuple[str, str]], bool]:
     """The (source, destination) pairs for ``gaussiansr upscale IN OUT`` and whether IN is a folder.
 
-    A file IN writes OUT (or ``OUT/<name>`` when OUT is an existing folder) in the format of OUT's extension; a
-    folder IN writes every image below it to the same relative path below OUT, in the same format.
+    A file IN writes OUT (or ``OUT/<name>`` when OUT is an existing folder) in the format of OUT's extension, never
+    over IN itself; a folder IN writes every image below it to the same relative path below OUT, in the same format.
     """
     if not osp.exists(src):
         raise UserError(f'input not found: {src}')
@@ -54,6 +54,8 @@ def plan_jobs(src: str, dst: str) -> Tuple[List[Tuple[str, str]], bool]:
         return folder_jobs(src, dst), True
     if osp.isdir(dst):
         dst = osp.join(dst, osp.basename(src))
+    if osp.exists(dst) and osp.samefile(src, dst):
+        raise UserError(f'the output {dst} is the input file itself; write the result to another path')
     check_format(dst)
     return [(src, dst)], False
 

@@ -83,6 +83,9 @@ def test_folder_jobs_skip_out_inside_in_and_reject_same_folder(tmp_path):
     with pytest.raises(UserError, match='is a file'):
         plan_jobs(str(src), str(src / 'a.png'))
     assert plan_jobs(str(src / 'a.png'), str(src / 'x2'))[0] == [(str(src / 'a.png'), str(src / 'x2' / 'a.png'))]
+    for same in (str(src / 'a.png'), str(src)):  # the input itself, also as OUT = its folder
+        with pytest.raises(UserError, match='input file itself'):
+            plan_jobs(str(src / 'a.png'), same)
 
 
 def _save(path, net, **extra):
