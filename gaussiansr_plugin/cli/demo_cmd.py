@@ -39,6 +39,7 @@ RESULTS = osp.join('results', 'demo')
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``gaussiansr demo``."""
     one_line_errors(parser)
     parser.add_argument('--pretrained', action='store_true', help='skip training and use the shipped model')
     parser.add_argument(
@@ -129,6 +130,7 @@ def format_table(rows: List[Dict[str, Any]]) -> str:
 
 
 def run(args: argparse.Namespace) -> None:
+    """Prepare the photos, train (or load the shipped model), evaluate and print the table."""
     if args.pretrained and args.iters:
         raise UserError('--iters sets the training length; --pretrained skips training')
     device = resolve_device(args.device)

@@ -16,6 +16,7 @@ ENCODERS = ('edsr-baseline', 'edsr', 'rdn', 'swinir')
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``gaussiansr profile``."""
     one_line_errors(parser)
     add_model_arguments(parser)
     parser.add_argument(
@@ -93,6 +94,7 @@ def format_report(title: str, params: Dict[str, int], costs: List[ScaleCost], re
 
 
 def run(args: argparse.Namespace) -> None:
+    """Profile the model at each scale and print the markdown report on stdout."""
     device = resolve_device(args.device)
     net, description = _network(args, device)
     lq = torch.rand(1, 3, args.lr_size, args.lr_size, generator=torch.Generator().manual_seed(0)).to(device)

@@ -20,6 +20,7 @@ MAX_PIXELS = 50_000_000  # per compared output image
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``gaussiansr show``."""
     one_line_errors(parser)
     add_model_arguments(parser)
     parser.add_argument(
@@ -80,6 +81,7 @@ def _comparisons(net: GaussianSR, lr: np.ndarray, scales: List[float], device: t
 
 
 def run(args: argparse.Namespace) -> None:
+    """Draw bank.png, choice_map.png and compare.png into ``--out``."""
     # matplotlib is imported only when figures are drawn
     from ..inference.figures import bank_figure, choice_figure, compare_figure, figure_png, kernel_choice
     device = resolve_device(args.device)

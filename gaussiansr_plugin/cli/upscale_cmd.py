@@ -17,6 +17,7 @@ DEFAULT_MAX_PIXELS = 200_000_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``gaussiansr upscale``."""
     one_line_errors(parser)
     parser.add_argument('input', metavar='IN', help='an image (PNG, JPEG, TIFF, WebP, BMP) or a folder of images')
     parser.add_argument(
@@ -72,6 +73,7 @@ def _plan(args: argparse.Namespace, model: LoadedModel) -> RenderPlan:
 
 
 def run(args: argparse.Namespace) -> None:
+    """Upscale one image, or every image of a folder (failures are collected, then reported)."""
     device = resolve_device(args.device)
     jobs, is_folder = plan_jobs(args.input, args.output)
     seen: Set[str] = set()
