@@ -23,9 +23,13 @@ CPU_CASES = [(32, 2), (32, 4), (64, 4)]
 
 
 def timer(device: torch.device, fn, warmup: int, reps: int) -> float:
-    """Median milliseconds of ``fn()``."""
+    """Median milliseconds of ``fn()``; the peak-memory counter restarts after the warm-up (steady state, as
+    the peers' harness measures it)."""
     for _ in range(warmup):
         fn()
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(reps):
         if device.type == 'cuda':
@@ -45,8 +49,6 @@ def timer(device: torch.device, fn, warmup: int, reps: int) -> float:
 def measure(device, fn, warmup, reps) -> dict:
     if device.type == 'cuda':
         torch.cuda.empty_cache()
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
     try:
         ms = timer(device, fn, warmup, reps)
     except torch.cuda.OutOfMemoryError as exc:

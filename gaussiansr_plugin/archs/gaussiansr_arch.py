@@ -20,9 +20,10 @@ _NORM_MEAN, _NORM_STD = 0.5, 0.5
 
 
 def sample_bicubic(x: Tensor, coord: Tensor) -> Tensor:
-    """Bicubic sample of ``x`` [B, C, h, w] at ``coord`` [B, Q, 2] ((y, x) in [-1, 1]) -> [B, Q, C]."""
-    grid = coord.flip(-1).unsqueeze(1).to(x.dtype)  # grid_sample wants (x, y)
-    out = F.grid_sample(x, grid, mode='bicubic', padding_mode='border', align_corners=False)
+    """Bicubic sample of ``x`` [B, C, h, w] at ``coord`` [B, Q, 2] ((y, x) in [-1, 1]) -> [B, Q, C], in float32
+    (grid_sample is both slower and less accurate in bf16)."""
+    grid = coord.flip(-1).unsqueeze(1).float()  # grid_sample wants (x, y)
+    out = F.grid_sample(x.float(), grid, mode='bicubic', padding_mode='border', align_corners=False)
     return out[:, :, 0].transpose(1, 2)
 
 
@@ -50,7 +51,7 @@ class GaussianSR(nn.Module):
         residual (str | None): ``bicubic`` adds the bicubic-upsampled LR image; ``none``/None disables it.
             Default: 'bicubic'.
         head_hidden (int): Hidden channels of the kernel-selection head. Default: 64.
-        chunk_size (int): Queries rendered at once by ``upsample``. Default: 65536.
+        chunk_size (int): Queries rendered at once by ``upsample``. Default: 131072.
     """
 
     def __init__(self,
@@ -66,7 +67,7 @@ class GaussianSR(nn.Module):
                  mlp_hidden: Sequence[int] = (256, 256, 256, 256),
                  residual: Optional[str] = 'bicubic',
                  head_hidden: int = 64,
-                 chunk_size: int = 65536):
+                 chunk_size: int = 131072):
         super().__init__()
         self.encoder = build_encoder(encoder or {'type': 'edsr-baseline'})
         num_feat = self.encoder.num_feat_out
@@ -128,6 +129,18 @@ class GaussianSR(nn.Module):
         Returns:
             Tensor: RGB in [0, 1] space (not clamped), [B, Q, 3].
         """
+        return self._query(feat, kernels, self._bicubic_stream(lq, feat), coord, cell)
+
+    def _bicubic_stream(self, lq: Tensor, feat: Tensor) -> Tensor:
+        """The maps sampled bicubically at each query: non-splatted features, then the normalised LR image if the
+        residual is on (one grid_sample call for both), [B, C - C_g (+3), h, w]."""
+        side = feat[:, self.num_gaussian_channels:]
+        if self.residual:
+            side = torch.cat([side, self.normalize(lq).to(side.dtype)], dim=1)
+        return side
+
+    def _query(self, feat: Tensor, kernels: Optional[Tensor], side: Tensor, coord: Tensor, cell: Tensor) -> Tensor:
+        """``query`` with the bicubic-stream maps (``_bicubic_stream``) computed once per image."""
         h, w = feat.shape[-2:]
         ng = self.num_gaussian_channels
         parts = []
@@ -136,15 +149,17 @@ class GaussianSR(nn.Module):
             if self.gaussian_norm == 'density':
                 opacity = opacity * density_factor(sigma, rho)
             parts.append(splat(feat[:, :ng], sigma, rho, opacity, coord, self.radius).to(feat.dtype))
-        if ng < feat.shape[1]:
-            parts.append(sample_bicubic(feat[:, ng:], coord))
+        sampled = sample_bicubic(side, coord) if side.shape[1] > 0 else None
+        num_side_feat = feat.shape[1] - ng
+        if num_side_feat > 0:
+            parts.append(sampled[..., :num_side_feat].to(feat.dtype))
         lr_size = coord.new_tensor([h, w])
         pos = (coord + 1) * lr_size / 2 - 0.5  # continuous LR-pixel position
         rel = 2 * (pos - torch.floor(pos + 0.5))  # offset to the nearest LR centre, in [-1, 1]
         parts += [rel.to(feat.dtype), (cell * lr_size).to(feat.dtype)]
         out = self.decoder(torch.cat(parts, dim=-1))
         if self.residual:
-            out = out + sample_bicubic(self.normalize(lq), coord)
+            out = out + sampled[..., num_side_feat:]
         return out * _NORM_STD + _NORM_MEAN
 
     def forward(self, lq: Tensor, coord: Tensor, cell: Tensor) -> Tensor:
@@ -157,12 +172,13 @@ class GaussianSR(nn.Module):
         b = lq.shape[0]
         feat = self.encode(lq)
         kernels = self.gaussians(feat)
+        side = self._bicubic_stream(lq, feat)
         coord = make_coord(size, device=lq.device)
         cell = make_cell(1, size, device=lq.device)
         out = lq.new_empty(b, coord.shape[0], 3)
         for i in range(0, coord.shape[0], chunk_size):
             c = coord[None, i:i + chunk_size].expand(b, -1, -1)
-            out[:, i:i + chunk_size] = self.query(lq, feat, kernels, c, cell.expand(b, c.shape[1], 2))
+            out[:, i:i + chunk_size] = self._query(feat, kernels, side, c, cell.expand(b, c.shape[1], 2))
         return out.view(b, size[0], size[1], 3).permute(0, 3, 1, 2)
 
     def upsample(self, lq: Tensor, size: Tuple[int, int], chunk_size: Optional[int] = None,
@@ -201,6 +217,7 @@ class GaussianSR(nn.Module):
         b = patch.shape[0]
         feat = self.encode(patch)
         kernels = self.gaussians(feat)
+        side = self._bicubic_stream(patch, feat)
         ph, pw = patch.shape[-2:]
         sy, sx = sub_size[0] / ph, sub_size[1] / pw  # the global scale factors
         ys = (torch.arange(t.hr_y0, t.hr_y1, device=patch.device) + 0.5) / sy - t.lr_y0
@@ -210,5 +227,5 @@ class GaussianSR(nn.Module):
         out = patch.new_empty(b, grid.shape[0], 3)
         for i in range(0, grid.shape[0], chunk_size):
             c = grid[None, i:i + chunk_size].expand(b, -1, -1).to(patch.dtype)
-            out[:, i:i + chunk_size] = self.query(patch, feat, kernels, c, cell.expand(b, c.shape[1], 2))
+            out[:, i:i + chunk_size] = self._query(feat, kernels, side, c, cell.expand(b, c.shape[1], 2))
         return out.view(b, t.hr_y1 - t.hr_y0, t.hr_x1 - t.hr_x0, 3).permute(0, 3, 1, 2)
