@@ -181,3 +181,18 @@ def test_large_outputs_have_bounded_memory(h, H):
     peak_mib = int(out.stdout.split()[-1])
     # the output itself is 3*H*H*4 bytes (48 MiB at 2048^2); torch + chunks stay well under 1.5 GiB
     assert peak_mib < 1536, peak_mib
+
+
+@pytest.mark.parametrize('residual', ['bicubic', 'none'])
+def test_chunked_upsample_equals_plain_query(tiny_net_opt, residual):
+    """The whole-image path (maps prepared once, one grid_sample for both bicubic streams, chunks) equals
+    ``forward`` on the same queries, the plain per-call path."""
+    net = build_network(dict(tiny_net_opt, residual=residual)).eval()
+    lq = torch.rand(2, 3, 11, 13)
+    size = (27, 31)
+    with torch.no_grad():
+        fast = net.upsample(lq, size, chunk_size=100)
+        coord = make_coord(size)[None].expand(2, -1, -1)
+        cell = make_cell(coord.shape[1], size)[None].expand(2, -1, -1)
+        plain = net(lq, coord, cell).view(2, *size, 3).permute(0, 3, 1, 2)
+    torch.testing.assert_close(fast, plain, rtol=0, atol=1e-5)

@@ -1,0 +1,52 @@
+"""DDP on CPUs: ``torchrun --nproc_per_node 2 -m gaussiansr_plugin.train --launcher pytorch`` (gloo) keeps the
+ranks in sync, validates and saves once."""
+import glob
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+# A plugin named in the yml's custom_imports: the model also saves each rank's weights at the end.
+SYNC_PLUGIN = textwrap.dedent("""
+    import os
+    import torch
+    import torch.distributed as dist
+    from basicsr.utils.registry import MODEL_REGISTRY
+    from gaussiansr_plugin.models.gaussiansr_model import GaussianSRModel
+
+
+    @MODEL_REGISTRY.register()
+    class RankWeightsModel(GaussianSRModel):
+
+        def save(self, epoch, current_iter):
+            super().save(epoch, current_iter)
+            rank = dist.get_rank() if dist.is_initialized() else 0
+            state = self.get_bare_model(self.net_g).state_dict()
+            torch.save(state, os.path.join(self.opt['path']['experiments_root'], f'rank{rank}_{current_iter}.pth'))
+""")
+
+
+@pytest.mark.skipif(sys.platform != 'linux', reason='torchrun with gloo on Linux')
+def test_two_process_gloo_training_stays_in_sync(tmp_path, photo_dirs, train_yml):
+    (tmp_path / 'rank_weights_plugin.py').write_text(SYNC_PLUGIN)
+    yml = train_yml(photo_dirs, name='ddp', total_iter=6, model_type='RankWeightsModel',
+                    custom_imports={'imports': ['rank_weights_plugin']},
+                    logger={'print_freq': 2, 'save_checkpoint_freq': 6}, val={'val_freq': 6})
+    (tmp_path / 'train.yml').write_text(yml)
+    env = dict(os.environ, PYTHONPATH=f'{tmp_path}{os.pathsep}{os.environ.get("PYTHONPATH", "")}',
+               GAUSSIANSR_SPLAT='reference', OMP_NUM_THREADS='1')
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m',
+           'gaussiansr_plugin.train', '-opt', 'train.yml', '--launcher', 'pytorch']
+    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+
+    exp = tmp_path / 'experiments' / 'ddp'
+    log = open(glob.glob(str(exp / 'train_ddp_*.log'))[0]).read()
+    assert 'World size (gpu number): 2' in log and 'Validation photos_val_x2.5' in log
+    assert sorted(os.listdir(exp / 'models')) == ['net_g_6.pth', 'net_g_latest.pth']  # saved once, by rank 0
+    ranks = [torch.load(exp / f'rank{r}_6.pth', weights_only=True) for r in (0, 1)]
+    for name in ranks[0]:
+        torch.testing.assert_close(ranks[1][name], ranks[0][name], rtol=0, atol=0, msg=name)
