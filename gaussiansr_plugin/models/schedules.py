@@ -9,7 +9,8 @@ class TrainingDiverged(RuntimeError):
 
 def tau_at(schedule: dict, current_iter: int) -> float:
     """Gumbel-softmax temperature at ``current_iter``: ``linear`` or ``exp`` from ``start`` to ``end`` over ``iters``."""
-    start, end = float(schedule.get('start', 1.0)), float(schedule.get('end', start))
+    start = float(schedule.get('start', 1.0))
+    end = float(schedule.get('end', start))
     iters = max(1, int(schedule.get('iters', 1)))
     t = min(1.0, max(0.0, current_iter / iters))
     kind = schedule.get('type', 'linear')

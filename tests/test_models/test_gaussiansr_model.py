@@ -1,0 +1,67 @@
+"""GaussianSRModel in-process: query training step, tau schedule, bf16 autocast, grad clipping, chunked test."""
+import pytest
+import torch
+
+from basicsr.models import build_model
+from basicsr.utils.registry import MODEL_REGISTRY
+from gaussiansr_plugin.archs.gaussian_util import make_cell, make_coord
+from gaussiansr_plugin.models.schedules import resolve_crop_border, tau_at
+
+
+def _opt(tiny_net_opt, tmp_path, **train):
+    return {
+        'name': 'unit', 'model_type': 'GaussianSRModel', 'num_gpu': 0, 'dist': False, 'is_train': True, 'rank': 0,
+        'network_g': tiny_net_opt,
+        'path': {'pretrain_network_g': None, 'models': str(tmp_path), 'training_states': str(tmp_path)},
+        'train': {'optim_g': {'type': 'Adam', 'lr': 1e-3}, 'scheduler': {'type': 'MultiStepLR', 'milestones': [10],
+                  'gamma': 0.5}, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0}, **train},
+        'val': {'query_chunk': 50},
+    }
+
+
+def _batch(b=2, q=64, size=(40, 40)):
+    idx = torch.randint(0, size[0] * size[1], (b, q))
+    return {'lq': torch.rand(b, 3, 16, 16), 'coord': make_coord(size)[idx], 'cell': make_cell(q, size)[None].expand(b, -1, -1),
+            'gt_q': torch.rand(b, q, 3), 'scale': torch.full((b,), 2.5)}
+
+
+def test_registered():
+    assert 'GaussianSRModel' in MODEL_REGISTRY
+
+
+@pytest.mark.parametrize('train', [{}, {'amp': 'bf16'}, {'grad_clip': 0.01}])
+def test_training_step_updates_weights(tiny_net_opt, tmp_path, train):
+    model = build_model(_opt(tiny_net_opt, tmp_path, **train))
+    before = [p.detach().clone() for p in model.net_g.parameters()]
+    model.feed_data(_batch())
+    model.optimize_parameters(1)
+    assert torch.isfinite(torch.as_tensor(model.get_current_log()['l_pix']))
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.net_g.parameters()))
+
+
+def test_tau_schedule_reaches_the_net(tiny_net_opt, tmp_path):
+    model = build_model(_opt(tiny_net_opt, tmp_path, tau_schedule={'start': 1.0, 'end': 0.5, 'iters': 100}))
+    model.feed_data(_batch())
+    model.optimize_parameters(50)
+    assert model.net_g.tau == pytest.approx(0.75)
+    assert tau_at({'start': 2.0, 'end': 0.5, 'iters': 10, 'type': 'exp'}, 10) == pytest.approx(0.5)
+    assert tau_at({'start': 2.0, 'end': 0.5, 'iters': 10}, 1000) == pytest.approx(0.5)
+
+
+def test_test_renders_gt_size_in_chunks(tiny_net_opt, tmp_path):
+    model = build_model(_opt(tiny_net_opt, tmp_path))
+    model.feed_data({'lq': torch.rand(1, 3, 10, 12), 'gt': torch.rand(1, 3, 33, 40), 'scale': torch.tensor([3.3])})
+    model.test()
+    assert model.output.shape == (1, 3, 33, 40)
+    assert model.net_g.training  # restored after the test
+
+
+@pytest.mark.parametrize('value, scale, expected', [(4, 2.5, 4), ('scale', 2.4, 3), ('scale', 4, 4),
+                                                    ('scale+6', 3, 9), ('scale+6', 3.6, 10)])
+def test_crop_border_rules(value, scale, expected):
+    assert resolve_crop_border(value, scale) == expected
+
+
+def test_bad_crop_border():
+    with pytest.raises(ValueError, match='crop_border'):
+        resolve_crop_border('half', 2)
