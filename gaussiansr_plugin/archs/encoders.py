@@ -5,6 +5,7 @@ Built from the ``encoder`` option dict of ``GaussianSR``: ``type`` is one of ``e
 [B, C, h, w]; the remaining keys are its keyword arguments. Every encoder exposes ``num_feat_out``.
 """
 import copy
+import inspect
 from typing import Optional
 
 import torch
@@ -13,6 +14,8 @@ from torch import Tensor, nn
 
 from basicsr.archs.arch_util import ResidualBlockNoBN, make_layer
 from basicsr.utils.registry import ARCH_REGISTRY
+from ..option_checks import check_keys, keyword_names
+from ..safe_load import safe_torch_load
 
 
 class EDSREncoder(nn.Module):
@@ -135,6 +138,45 @@ _BUILTIN = {
 }
 
 
+# keys every encoder option dict may hold besides its class's arguments (read by ``build_encoder``)
+_COMMON_KEYS = ('type', 'pretrain_path', 'num_feat_out')
+# SwinIR arguments that SwinIREncoder sets itself
+_SWINIR_FIXED = ('in_chans', 'upscale', 'upsampler', 'resi_connection')
+# size arguments of the built-in encoders that must be ints >= 1
+_SIZE_KEYS = ('num_in_ch', 'num_feat', 'num_block', 'growth', 'num_layer', 'embed_dim', 'window_size', 'img_size')
+
+
+def _accepted_keys(cls) -> Optional[list]:
+    """Keyword arguments ``cls`` accepts, or None when it takes any (``**kwargs`` that are not forwarded to a
+    known signature)."""
+    if cls is SwinIREncoder:
+        from basicsr.archs.swinir_arch import SwinIR
+        own = keyword_names(cls.__init__)
+        return own + [k for k in keyword_names(SwinIR.__init__) if k not in own and k not in _SWINIR_FIXED]
+    params = inspect.signature(cls.__init__).parameters.values()
+    if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return keyword_names(cls.__init__)
+
+
+def _check_encoder_options(enc_type: str, cls, opt: dict) -> None:
+    """Unknown keys and impossible sizes of an encoder option dict -> ``ValueError`` naming them."""
+    accepted = _accepted_keys(cls)
+    if accepted is not None:
+        check_keys(opt, list(accepted) + list(_COMMON_KEYS), f"encoder '{enc_type}'")
+    if enc_type not in _BUILTIN:
+        return
+    for key in _SIZE_KEYS:
+        value = opt.get(key)
+        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            raise ValueError(f"encoder '{enc_type}': {key} must be an int >= 1, got {value!r}")
+    for key in ('depths', 'num_heads'):
+        value = opt.get(key)
+        if value is not None and not (isinstance(value, (list, tuple)) and value
+                                      and all(isinstance(v, int) and v >= 1 for v in value)):
+            raise ValueError(f"encoder '{enc_type}': {key} must be a non-empty list of ints >= 1, got {value!r}")
+
+
 def _infer_out_channels(net: nn.Module) -> int:
     with torch.no_grad():
         return int(net(torch.zeros(1, 3, 16, 16)).shape[1])
@@ -143,12 +185,13 @@ def _infer_out_channels(net: nn.Module) -> int:
 def load_encoder_weights(encoder: nn.Module, path: str) -> None:
     """Load encoder-only weights strictly from a checkpoint (raw state dict, ``params`` / ``params_ema``, or a
     full GaussianSR state dict whose keys start with ``encoder.``)."""
-    state = torch.load(path, map_location='cpu', weights_only=True)
-    if isinstance(state, dict):
-        for key in ('params_ema', 'params', 'state_dict'):
-            if key in state and isinstance(state[key], dict):
-                state = state[key]
-                break
+    state = safe_torch_load(path)
+    if not isinstance(state, dict):
+        raise ValueError(f'encoder.pretrain_path {path} holds a {type(state).__name__}, not a state dict')
+    for key in ('params_ema', 'params', 'state_dict'):
+        if key in state and isinstance(state[key], dict):
+            state = state[key]
+            break
     if any(k.startswith('encoder.') for k in state):
         state = {k[len('encoder.'):]: v for k, v in state.items() if k.startswith('encoder.')}
     own = encoder.state_dict()
@@ -163,17 +206,21 @@ def load_encoder_weights(encoder: nn.Module, path: str) -> None:
 
 def build_encoder(opt: dict) -> nn.Module:
     """Build a feature encoder from its option dict (not mutated). Sets ``num_feat_out`` if missing."""
+    if not isinstance(opt, dict):
+        raise ValueError(f'encoder must be a dict of options with a type, got {opt!r}')
     opt = copy.deepcopy(opt)
-    enc_type = opt.pop('type', 'edsr-baseline')
-    pretrain_path = opt.pop('pretrain_path', None)
-    num_feat_out = opt.pop('num_feat_out', None)
+    enc_type = opt.get('type', 'edsr-baseline')
     if enc_type in _BUILTIN:
         cls, defaults = _BUILTIN[enc_type]
-        encoder = cls(**{**defaults, **opt})
     elif enc_type in ARCH_REGISTRY:
-        encoder = ARCH_REGISTRY.get(enc_type)(**opt)
+        cls, defaults = ARCH_REGISTRY.get(enc_type), {}
     else:
         raise ValueError(f"unknown encoder type '{enc_type}': use one of {sorted(_BUILTIN)} or a registered arch")
+    _check_encoder_options(enc_type, cls, opt)
+    opt.pop('type', None)
+    pretrain_path = opt.pop('pretrain_path', None)
+    num_feat_out = opt.pop('num_feat_out', None)
+    encoder = cls(**{**defaults, **opt})
     if not hasattr(encoder, 'num_feat_out'):
         encoder.num_feat_out = num_feat_out or _infer_out_channels(encoder)
     if pretrain_path:

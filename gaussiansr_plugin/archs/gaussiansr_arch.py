@@ -12,6 +12,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from ..ops.splat import splat
 from .decoder import MLPDecoder
 from .encoders import build_encoder
+from ..option_checks import strict_kwargs
 from .gaussian_util import make_cell, make_coord
 from .sgs import GaussianBank, GaussianHead, density_factor, select_kernels
 from .tiling import tile_plan
@@ -25,6 +26,25 @@ def sample_bicubic(x: Tensor, coord: Tensor) -> Tensor:
     grid = coord.flip(-1).unsqueeze(1).float()  # grid_sample wants (x, y)
     out = F.grid_sample(x.float(), grid, mode='bicubic', padding_mode='border', align_corners=False)
     return out[:, :, 0].transpose(1, 2)
+
+
+def _is_int(value, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _check_sizes(bank_size, sigma_range, tau, mlp_hidden, head_hidden) -> None:
+    """Reject sizes that would fail deep inside PyTorch (negative dimensions) or train nothing."""
+    if not _is_int(bank_size, 1):
+        raise ValueError(f'bank_size must be an int >= 1, got {bank_size!r}')
+    if not _is_int(head_hidden, 1):
+        raise ValueError(f'head_hidden must be an int >= 1, got {head_hidden!r}')
+    if not isinstance(mlp_hidden, (list, tuple)) or not all(_is_int(n, 1) for n in mlp_hidden):
+        raise ValueError(f'mlp_hidden must be a list of ints >= 1, got {mlp_hidden!r}')
+    pair = isinstance(sigma_range, (list, tuple)) and len(sigma_range) == 2
+    if not (pair and 0 < float(sigma_range[0]) < float(sigma_range[1])):
+        raise ValueError(f'sigma_range must be [min, max] with 0 < min < max, got {sigma_range!r}')
+    if not float(tau) > 0:
+        raise ValueError(f'tau must be > 0, got {tau!r}')
 
 
 @ARCH_REGISTRY.register()
@@ -54,6 +74,7 @@ class GaussianSR(nn.Module):
         chunk_size (int): Queries rendered at once by ``upsample``. Default: 131072.
     """
 
+    @strict_kwargs
     def __init__(self,
                  encoder: Optional[dict] = None,
                  num_gaussian_channels: int = 8,
@@ -69,6 +90,7 @@ class GaussianSR(nn.Module):
                  head_hidden: int = 64,
                  chunk_size: int = 131072):
         super().__init__()
+        _check_sizes(bank_size, sigma_range, tau, mlp_hidden, head_hidden)
         self.encoder = build_encoder(encoder or {'type': 'edsr-baseline'})
         num_feat = self.encoder.num_feat_out
         if not 0 <= num_gaussian_channels <= num_feat:

@@ -1,14 +1,16 @@
 """Training dataset for arbitrary-scale SR: random scale, HR crop, bicubic LR patch and sampled queries."""
 import random
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from basicsr.data.transforms import augment
-from basicsr.utils import img2tensor
+from basicsr.utils import get_root_logger, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
+from ..option_checks import BASICSR_DATASET_KEYS, DATAROOT_PREFIX, check_keys, dataset_owner
+from .errors import DataError
 from .image_source import ImageReader, check_folder, folder_images, lmdb_keys
 from .query_sampling import sample_queries
 from .resize import imresize_to, quantize_uint8
@@ -25,8 +27,10 @@ class ArbitraryScaleImageDataset(data.Dataset):
     made by Matlab bicubic (BasicSR's ``imresize`` kernel with antialiasing, exact output size) and rounded to
     8 bits; then ``sample_q`` HR pixels drawn without replacement as queries. The effective scale ``S /
     lq_size`` is returned (it differs from the drawn ``s`` by the rounding of ``S``). All random numbers come
-    from Python's ``random``, which BasicSR's ``worker_init_fn`` seeds. Images smaller than the largest crop
-    ``round(lq_size * scale_max)`` raise a ``ValueError`` naming the file on their first read.
+    from Python's ``random``, which BasicSR's ``worker_init_fn`` seeds. Unreadable images, missing LMDB keys and
+    images smaller than the largest crop ``round(lq_size * scale_max)`` raise a ``DataError`` (a ``ValueError``)
+    naming the file or key on their first read, unless ``skip_bad_images`` is on. Unknown option keys raise a
+    ``ValueError`` at construction.
 
     Args:
         opt (dict): Options (never modified):
@@ -46,6 +50,9 @@ class ArbitraryScaleImageDataset(data.Dataset):
                 options hold one, else 0.
             lq_quantize (bool): Round the LR patch to 8 bits (like LR files on disk). Default: True.
             cache (bool): Decode every image once at construction and keep it in memory (uint8). Default: False.
+            skip_bad_images (bool): Replace an unusable image (unreadable, missing or too small) by the next
+                usable one instead of stopping; each is logged once per process (with a running count). With
+                ``cache`` they are dropped at construction. Default: False.
 
     Items:
         lq (Tensor): LR patch, [3, lq_size, lq_size], RGB in [0, 1].
@@ -56,8 +63,15 @@ class ArbitraryScaleImageDataset(data.Dataset):
         gt_path (str): Image path or LMDB key.
     """
 
+    OPTION_KEYS = frozenset({
+        'dataroot_gt', 'io_backend', 'meta_info_file', 'lq_size', 'scale_min', 'scale_max', 'sample_q', 'use_hflip',
+        'use_rot', 'scale_sampling', 'scale_seed', 'manual_seed', 'lq_quantize', 'cache', 'skip_bad_images'
+    })
+
     def __init__(self, opt: dict) -> None:
         super().__init__()
+        check_keys(opt, self.OPTION_KEYS | BASICSR_DATASET_KEYS, dataset_owner(opt, type(self).__name__),
+                   (DATAROOT_PREFIX, ))
         self.opt = dict(opt)
         io_backend = dict(self.opt.get('io_backend') or {'type': 'disk'})
         self.root = check_folder(self.opt.get('dataroot_gt'), 'dataroot_gt')
@@ -75,9 +89,27 @@ class ArbitraryScaleImageDataset(data.Dataset):
             raise ValueError(f"scale_sampling must be 'item' or 'batch', got {self.scale_sampling!r}")
         seed = self.opt.get('scale_seed', self.opt.get('manual_seed', 0))
         self.batch_scales = BatchScaleSchedule(self.scale_min, self.scale_max, 0 if seed is None else seed)
+        self.skip_bad_images = bool(self.opt.get('skip_bad_images', False))
+        self._bad: Dict[int, str] = {}  # index -> why it is unusable (this process)
         self.cache: Optional[List[np.ndarray]] = None
         if self.opt.get('cache', False):
-            self.cache = [self._read(i) for i in range(len(self.paths))]
+            self._fill_cache()
+
+    def _fill_cache(self) -> None:
+        images, paths = [], []
+        for index, path in enumerate(self.paths):
+            try:
+                images.append(self._read(index))
+            except DataError as err:
+                if not self.skip_bad_images:
+                    raise
+                self._note_bad(index, err)
+                continue
+            paths.append(path)
+        if not paths:
+            raise DataError(f'skip_bad_images: none of the {len(self.paths)} images under {self.root} is usable')
+        self.cache, self.paths = images, paths
+        self._bad = {}
 
     def _parse_sizes(self) -> None:
         self.lq_size = int(self.opt.get('lq_size', 48))
@@ -105,10 +137,31 @@ class ArbitraryScaleImageDataset(data.Dataset):
         img = self.reader.read(self.paths[index], 'gt')
         height, width = img.shape[:2]
         if min(height, width) < self.max_crop:
-            raise ValueError(f'image {self.paths[index]} is {height}x{width}, smaller than the largest HR crop '
-                             f'{self.max_crop}x{self.max_crop} (lq_size {self.lq_size} x scale_max {self.scale_max});'
-                             ' remove it or lower scale_max / lq_size')
+            raise DataError(f'image {self.paths[index]} is {height}x{width}, smaller than the largest HR crop '
+                            f'{self.max_crop}x{self.max_crop} (lq_size {self.lq_size} x scale_max {self.scale_max});'
+                            ' remove it or lower scale_max / lq_size')
         return img
+
+    def _note_bad(self, index: int, err: DataError) -> None:
+        self._bad[index] = str(err)
+        get_root_logger().warning(f'skip_bad_images: skipped {self.paths[index]} ({len(self._bad)} skipped in this '
+                                  f'process so far): {err}')
+
+    def _usable_image(self, index: int) -> Tuple[int, np.ndarray]:
+        """(index, image) of item ``index``; with ``skip_bad_images``, of the first usable image from there on."""
+        if self.cache is not None:
+            return index, self.cache[index]
+        if not self.skip_bad_images:
+            return index, self._read(index)
+        for step in range(len(self.paths)):
+            candidate = (index + step) % len(self.paths)
+            if candidate in self._bad:
+                continue
+            try:
+                return candidate, self._read(candidate)
+            except DataError as err:
+                self._note_bad(candidate, err)
+        raise DataError(f'skip_bad_images: none of the {len(self.paths)} images under {self.root} is usable')
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -139,7 +192,7 @@ class ArbitraryScaleImageDataset(data.Dataset):
 
     def make_item(self, index: int, scale: float) -> Dict[str, object]:
         """Build item ``index`` at the drawn ``scale`` (crop position, flips and queries from ``random``)."""
-        img = self.cache[index] if self.cache is not None else self._read(index)
+        index, img = self._usable_image(index)
         size = self.crop_size(scale)
         top = random.randint(0, img.shape[0] - size)
         left = random.randint(0, img.shape[1] - size)

@@ -11,6 +11,8 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from ..archs.gaussian_util import output_size
+from ..option_checks import BASICSR_DATASET_KEYS, DATAROOT_PREFIX, check_keys, dataset_owner
+from .errors import DataError
 from .image_source import ImageReader, check_folder, folder_images, lmdb_keys
 from .resize import imresize_to, quantize_uint8
 
@@ -53,8 +55,13 @@ class ArbitraryScaleTestDataset(data.Dataset):
         gt_path (str): HR file or LMDB key.
     """
 
+    OPTION_KEYS = frozenset({'dataroot_gt', 'dataroot_lq', 'scale', 'filename_tmpl', 'meta_info_file', 'io_backend',
+                             'lq_quantize'})
+
     def __init__(self, opt: dict) -> None:
         super().__init__()
+        check_keys(opt, self.OPTION_KEYS | BASICSR_DATASET_KEYS, dataset_owner(opt, type(self).__name__),
+                   (DATAROOT_PREFIX, ))
         self.opt = dict(opt)
         if self.opt.get('scale') is None:
             raise ValueError('ArbitraryScaleTestDataset needs a scale option')
@@ -96,13 +103,13 @@ class ArbitraryScaleTestDataset(data.Dataset):
             lq = self.reader.read(lq_path, 'lq').astype(np.float32) / 255.
             target = output_size(lq.shape[:2], self.scale)
             if gt.shape[0] < target[0] or gt.shape[1] < target[1]:
-                raise ValueError(f'HR {gt_path} is {gt.shape[0]}x{gt.shape[1]}, smaller than {target[0]}x{target[1]} '
-                                 f'= LR {lq_path} ({lq.shape[0]}x{lq.shape[1]}) x {self.scale}')
+                raise DataError(f'HR {gt_path} is {gt.shape[0]}x{gt.shape[1]}, smaller than {target[0]}x{target[1]} '
+                                f'= LR {lq_path} ({lq.shape[0]}x{lq.shape[1]}) x {self.scale}')
             gt = gt[:target[0], :target[1]]
         else:
             lq_size = lr_size_for(gt.shape[:2], self.scale)
             if min(lq_size) < 1:
-                raise ValueError(f'HR {gt_path} ({gt.shape[0]}x{gt.shape[1]}) is too small for scale {self.scale}')
+                raise DataError(f'HR {gt_path} ({gt.shape[0]}x{gt.shape[1]}) is too small for scale {self.scale}')
             target = output_size(lq_size, self.scale)
             gt = gt[:target[0], :target[1]]
             lq = imresize_to(gt, lq_size)

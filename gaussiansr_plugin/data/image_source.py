@@ -9,8 +9,11 @@ import os
 from os import path as osp
 from typing import Dict, List, Optional, Tuple
 
+import cv2
 import numpy as np
 from basicsr.utils import FileClient, imfrombytes, scandir
+
+from .errors import DataError, MissingImageError
 
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm')
 _LMDB_CLIENTS: Dict[Tuple[int, str], FileClient] = {}  # (pid, real path) -> client of that one database
@@ -96,16 +99,28 @@ class ImageReader:
 
         Returns:
             np.ndarray: [H, W, 3] uint8, BGR (gray images are expanded, alpha is dropped).
+
+        Raises:
+            MissingImageError: No such file or LMDB key.
+            DataError: The file cannot be read or decoded (corrupt, truncated, not an image), or the LMDB cannot
+                be opened.
         """
         where = f'key {path!r} of {self.lmdb_roots.get(client_key)}' if self.backend == 'lmdb' else path
         try:
             client, key = self._get_client(client_key)
             content = client.get(path, key)
         except FileNotFoundError as err:
-            raise FileNotFoundError(f'image not found: {where}') from err
+            raise MissingImageError(f'image not found: {where}') from err
+        except OSError as err:
+            raise DataError(f'cannot read image {where}: {err.strerror or err}') from err
+        except Exception as err:
+            if not type(err).__module__.startswith('lmdb'):
+                raise
+            raise DataError(f'cannot open LMDB {self.lmdb_roots.get(client_key)}: {err}') from err
         if content is None:
-            raise KeyError(f'image not found: {where}')
+            raise MissingImageError(f'image not found: {where} (listed in meta_info.txt, absent from the LMDB)')
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # we report failures ourselves
         img = imfrombytes(content, flag='color', float32=False)
         if img is None:
-            raise ValueError(f'cannot decode image: {where}')
+            raise DataError(f'cannot decode image {where}: corrupt, truncated or not an image')
         return img

@@ -1,0 +1,58 @@
+"""``torch.load`` that never runs code from the file, with one-line errors.
+
+Every checkpoint this package reads (``gaussiansr upscale --model``, ``path.pretrain_network_g``, resume states,
+``encoder.pretrain_path``) goes through :func:`safe_torch_load`: ``weights_only=True`` refuses a pickle that
+would import or call Python code (a crafted ``__reduce__``, a pickled class) before anything runs, whatever
+torch's default is.
+"""
+import os
+import pickle
+import re
+import warnings
+from typing import Any, Iterable, Union
+
+import torch
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unsafe to unpickle, or not a PyTorch file; the message is one line."""
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def safe_torch_load(path: str,
+                    map_location: Union[str, torch.device] = 'cpu',
+                    safe_globals: Iterable[Any] = ()) -> Any:
+    """Load ``path`` with ``weights_only=True`` (tensors, plain containers and ``safe_globals`` only).
+
+    Args:
+        path (str): The file.
+        map_location (str | torch.device): Where tensors go. Default: 'cpu'.
+        safe_globals (Iterable): Extra classes the file may hold (e.g. ``collections.Counter`` in BasicSR
+            training states). Default: none.
+
+    Raises:
+        CheckpointError: Missing file, a pickle that references Python code, or not a PyTorch checkpoint.
+    """
+    if not os.path.exists(path):
+        raise CheckpointError(f'checkpoint not found: {path}')
+    if not os.path.isfile(path):
+        raise CheckpointError(f'checkpoint is not a file: {path}')
+    try:
+        with warnings.catch_warnings(), torch.serialization.safe_globals(list(safe_globals)):
+            warnings.simplefilter('ignore')  # e.g. torch's note on the pickle protocol
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r'GLOBAL (\S+)', str(exc))
+        if found:
+            raise CheckpointError(f'refusing to load {path}: it references Python code ({found.group(1)}) that '
+                                  'unpickling could run; only tensors and plain containers are accepted') from exc
+        reason = re.search(r'WeightsUnpickler error:\s*(\S[^\n]*)', str(exc))
+        detail = reason.group(1).strip() if reason else _first_line(exc)
+        raise CheckpointError(f'cannot load {path}: not a PyTorch checkpoint of tensors ({detail})') from exc
+    except Exception as exc:  # torch raises many types for foreign or truncated files
+        raise CheckpointError(f'cannot load {path}: not a PyTorch checkpoint or a corrupt one '
+                              f'({_first_line(exc)})') from exc
