@@ -5,6 +5,12 @@ BasicSR 1.4.2 ships no console script. This one takes exactly the flags of ``bas
 ``--force_yml``), imports every plugin registered under the ``basicsr.plugins`` entry-point group plus the
 modules named in the yml's ``custom_imports: {imports: [...]}`` (the OpenMMLab convention), and runs
 ``train_pipeline`` / ``test_pipeline`` with the current directory as the experiments root.
+
+Failures are reported as one ``error: ...`` line on stderr (after BasicSR's own log lines): mistakes in the
+command line, the options or the files found while setting up the run (exit 2, see ``basicsr_fixes``), an unusable
+image or LMDB entry met at any time (``DataError``, exit 2, also from a DataLoader worker), and a diverged training
+run (``TrainingDiverged``, exit 1). Any other exception keeps its traceback; ``GAUSSIANSR_TRACEBACK=1`` shows the
+traceback of the reported ones too.
 """
 import argparse
 import importlib
@@ -101,13 +107,14 @@ def main(argv: Optional[List[str]] = None) -> None:
         sys.exit(0 if argv else 2)
     if argv[0] not in ('train', 'test'):
         parser.error(f"unknown command '{argv[0]}' (choose train or test)")
+    from ..data.errors import DataError, one_line
     from ..models.schedules import TrainingDiverged
     try:
         run(argv[0], argv[1:])
-    except UserError as exc:
-        fail(str(exc))
-    except TrainingDiverged as exc:
-        fail(str(exc), code=1)
+    except (UserError, DataError, TrainingDiverged) as exc:
+        if os.environ.get('GAUSSIANSR_TRACEBACK', '') not in ('', '0'):
+            raise
+        fail(one_line(exc), code=1 if isinstance(exc, TrainingDiverged) else 2)
 
 
 if __name__ == '__main__':

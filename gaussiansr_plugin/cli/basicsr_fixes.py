@@ -8,10 +8,17 @@
   (test ymls mix x2, x3.5 and x12 sets).
 - A resumed run restarts its epoch and its augmentation streams: ours continues the data exactly
   (``resumable_sampling``), and the model restores the RNG states saved in the training state.
+- A mistake in the options (an unknown key, an impossible size, a checkpoint of another network) surfaces as a
+  traceback from deep inside BasicSR: the steps before the first iteration (parsing the options, loading the
+  resume state, building the datasets, loaders and the model) turn ``ValueError``, ``KeyError``, ``TypeError``,
+  ``OSError`` and ``NotImplementedError`` into a ``UserError``, which the launcher prints as one line. Errors
+  after training started keep their tracebacks.
 """
+import functools
 import os
 from collections import Counter, OrderedDict, defaultdict
 from os import path as osp
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -20,6 +27,54 @@ import yaml
 from basicsr.utils import scandir
 from basicsr.utils.options import ordered_yaml
 from ..data import resumable_sampler as resumable_sampling
+from ..data.errors import one_line
+from ..safe_load import safe_torch_load
+from .errors import UserError
+
+# exception types that, raised while the run is being set up, mean a mistake in the options or files
+SETUP_ERRORS = (ValueError, KeyError, TypeError, OSError, NotImplementedError)
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an exception raised while setting up a run (``KeyError('x')`` -> ``missing option 'x'``)."""
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str) and ' ' not in exc.args[0]:
+        return f'missing option {exc.args[0]!r}'
+    if isinstance(exc, KeyError) and len(exc.args) == 1:
+        return str(exc.args[0])
+    return one_line(exc)
+
+
+def as_user_errors(fn: Callable, context: Callable[..., str]) -> Callable:
+    """Wrap a set-up step: ``SETUP_ERRORS`` it raises become a ``UserError`` ``'<context>: <message>'``.
+
+    Args:
+        fn (Callable): The step (e.g. BasicSR's ``build_model``).
+        context (Callable): Called with ``fn``'s arguments; returns what was being set up (e.g. a dataset name).
+    """
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SETUP_ERRORS as exc:
+            message = describe(exc)
+            where = context(*args, **kwargs)
+            raise UserError(message if where in message else f'{where}: {message}') from exc
+
+    return wrapped
+
+
+def _dataset_context(dataset_opt, *args, **kwargs) -> str:
+    name = dataset_opt.get('name') if isinstance(dataset_opt, dict) else None
+    return f"dataset '{name}'" if name else 'dataset'
+
+
+def _loader_context(dataset, dataset_opt, *args, **kwargs) -> str:
+    return f"data loader of {_dataset_context(dataset_opt)}"
+
+
+def _model_context(opt, *args, **kwargs) -> str:
+    return f"cannot build {opt.get('model_type', 'the model')}"
 
 
 def load_resume_state(opt: dict):
@@ -39,8 +94,8 @@ def load_resume_state(opt: dict):
         device = torch.device('cuda', torch.cuda.current_device())
     else:
         device = torch.device('cpu')
-    with torch.serialization.safe_globals([Counter, OrderedDict, defaultdict]):
-        resume_state = torch.load(resume_state_path, map_location=device, weights_only=True)
+    resume_state = safe_torch_load(resume_state_path, map_location=device, safe_globals=[Counter, OrderedDict,
+                                                                                         defaultdict])
     check_resume(opt, resume_state['iter'])
     opt['_resume_point'] = {'epoch': resume_state['epoch'], 'iter': resume_state['iter']}
     return resume_state
@@ -81,11 +136,15 @@ def apply() -> None:
     import basicsr.utils.options
     if getattr(basicsr.train, '_gaussiansr_fixed', False):
         return
-    basicsr.train.load_resume_state = load_resume_state
+    basicsr.train.load_resume_state = as_user_errors(load_resume_state, lambda *a, **k: 'resume state')
     basicsr.utils.options.init_dist = init_dist
-    basicsr.train.parse_options = keep_dataset_scales(basicsr.train.parse_options)
     basicsr.train.EnlargedSampler = resumable_sampling.SeededEnlargedSampler
-    basicsr.train.create_train_val_dataloader = resumable_sampling.wrap_create_train_val_dataloader(
-        basicsr.train.create_train_val_dataloader)
-    basicsr.test.parse_options = keep_dataset_scales(basicsr.test.parse_options)
+    basicsr.train.create_train_val_dataloader = as_user_errors(
+        resumable_sampling.wrap_create_train_val_dataloader(basicsr.train.create_train_val_dataloader),
+        lambda *a, **k: 'datasets')
+    for module in (basicsr.train, basicsr.test):
+        module.parse_options = as_user_errors(keep_dataset_scales(module.parse_options), lambda *a, **k: 'options')
+        module.build_dataset = as_user_errors(module.build_dataset, _dataset_context)
+        module.build_dataloader = as_user_errors(module.build_dataloader, _loader_context)
+        module.build_model = as_user_errors(module.build_model, _model_context)
     basicsr.train._gaussiansr_fixed = True

@@ -1,7 +1,9 @@
-"""Atomic checkpoint writes and the RNG states a resumed run needs to continue bit-for-bit."""
+"""Atomic checkpoint writes, the RNG states a resumed run needs to continue bit-for-bit, and checkpoint look-ups."""
 import os
 import random
+import re
 import tempfile
+from typing import Mapping, Optional
 
 import numpy as np
 import torch
@@ -48,3 +50,35 @@ def set_rng_state(state: dict) -> None:
     if 'cuda' in state and torch.cuda.is_available():
         cuda_states = state['cuda'][:torch.cuda.device_count()]
         torch.cuda.set_rng_state_all([s.cpu() for s in cuda_states])
+
+
+def checkpoint_before(models_dir: str, iteration: int, net_label: str = 'net_g') -> Optional[str]:
+    """The newest ``<net_label>_<iter>.pth`` in ``models_dir`` saved at an iteration below ``iteration``, or None."""
+    if not os.path.isdir(models_dir):
+        return None
+    pattern = re.compile(rf'{re.escape(net_label)}_(\d+)\.pth')
+    found = [(int(m.group(1)), name) for name in os.listdir(models_dir) for m in [pattern.fullmatch(name)] if m]
+    found = [(it, name) for it, name in found if it < iteration]
+    return os.path.join(models_dir, max(found)[1]) if found else None
+
+
+def describe_state_mismatch(expected: Mapping, state: Mapping, shown: int = 3) -> str:
+    """``missing a, b (+2 more); unexpected c; shape (checkpoint vs network) d [3] vs [4]``, or '' if they fit."""
+
+    def names(keys):
+        return ', '.join(keys[:shown]) + (f' (+{len(keys) - shown} more)' if len(keys) > shown else '')
+
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f'{k} {list(state[k].shape)} vs {list(v.shape)}' for k, v in expected.items()
+        if k in state and hasattr(state[k], 'shape') and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f'missing {names(missing)}')
+    if unexpected:
+        problems.append(f'unexpected {names(unexpected)}')
+    if shapes:
+        problems.append(f'shape (checkpoint vs network) {names(shapes)}')
+    return '; '.join(problems)

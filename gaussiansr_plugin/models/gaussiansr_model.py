@@ -12,7 +12,9 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from ..archs.gaussian_util import output_size
-from .checkpoint_io import atomic_torch_save, get_rng_state, set_rng_state
+from ..safe_load import CheckpointError, safe_torch_load
+from .checkpoint_io import (atomic_torch_save, checkpoint_before, describe_state_mismatch, get_rng_state,
+                            set_rng_state)
 from .schedules import TrainingDiverged, resolve_crop_border, tau_at
 
 
@@ -30,6 +32,9 @@ class GaussianSRModel(SRModel):
     def __init__(self, opt):
         super().__init__(opt)
         self._nan_steps = 0
+        self._last_finite_iter = 0
+        if self.is_train:
+            self._max_nan_steps()  # a bad value fails before training starts
 
     def model_to_device(self, net):
         """As BasicSR's, but DDP on CPU (gloo) gets no ``device_ids``."""
@@ -61,7 +66,7 @@ class GaussianSRModel(SRModel):
             self.output = self.net_g(self.lq, self.coord, self.cell)
         l_pix = self.cri_pix(self.output.float(), self.gt_q)
         loss_dict = OrderedDict(l_pix=l_pix)
-        if not torch.isfinite(l_pix):
+        if not self._finite_on_all_ranks(l_pix):
             self._skip_step(current_iter, 'loss')
             return
         l_pix.backward()
@@ -70,25 +75,53 @@ class GaussianSRModel(SRModel):
         else:
             grad_norm = torch.linalg.vector_norm(
                 torch.stack([p.grad.norm() for p in self.net_g.parameters() if p.grad is not None]))
-        if not torch.isfinite(grad_norm):
+        if not torch.isfinite(grad_norm):  # DDP averaged the gradients: the same answer on every rank
             self._skip_step(current_iter, 'gradient')
             return
         self._nan_steps = 0
+        self._last_finite_iter = current_iter
         self.optimizer_g.step()
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
 
+    def _finite_on_all_ranks(self, loss: torch.Tensor) -> bool:
+        """Whether ``loss`` is finite on every rank (one all-reduce under DDP, so all ranks skip a step together)."""
+        finite = torch.isfinite(loss.detach()).all().float().reshape(1)
+        if self.opt['dist']:
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        return bool(finite.item())
+
     def _skip_step(self, current_iter: int, what: str) -> None:
-        """Drop a step with a non-finite loss or gradient; stop after ``max_nan_steps`` in a row."""
+        """Drop a step with a non-finite loss or gradient; stop after ``max_nan_steps`` in a row.
+
+        The weights, optimizer state and EMA stay as they were; ``log_dict`` gets ``l_pix: nan`` (BasicSR's message
+        logger prints it as ``nan``).
+
+        Raises:
+            TrainingDiverged: The ``max_nan_steps``-th non-finite step in a row; the message names the iteration
+                and the newest checkpoint saved before the last finite step (and its folder).
+        """
         self.optimizer_g.zero_grad(set_to_none=True)
         self._nan_steps += 1
-        limit = int(self.opt['train'].get('max_nan_steps', 10))
+        limit = self._max_nan_steps()
         get_root_logger().warning(f'iter {current_iter}: non-finite {what}, step skipped ({self._nan_steps}/{limit})')
         self.log_dict = OrderedDict(l_pix=float('nan'))
-        if self._nan_steps >= limit:
-            raise TrainingDiverged(f'training stopped at iter {current_iter}: {limit} non-finite steps in a row; '
-                                   f'last good checkpoint in {self.opt["path"]["models"]}')
+        if self._nan_steps < limit:
+            return
+        models_dir = self.opt['path'].get('models', '')
+        good = checkpoint_before(models_dir, self._last_finite_iter)
+        where = (f'last good checkpoint: {good} (the newest saved before iter {self._last_finite_iter}, the last '
+                 'finite step)' if good else f'no checkpoint saved before iter {self._last_finite_iter} (the last '
+                 f'finite step) in {models_dir}')
+        raise TrainingDiverged(f'training diverged at iter {current_iter}: {limit} non-finite steps in a row '
+                               f'(the last: {what}); {where}; lower train.optim_g.lr or set train.grad_clip')
+
+    def _max_nan_steps(self) -> int:
+        limit = self.opt['train'].get('max_nan_steps', 10)
+        if not (isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1):
+            raise ValueError(f'train.max_nan_steps must be an int >= 1, got {limit!r}')
+        return limit
 
     def _eval_net(self):
         return self.net_g_ema if hasattr(self, 'net_g_ema') else self.get_bare_model(self.net_g)
@@ -125,6 +158,39 @@ class GaussianSRModel(SRModel):
         finally:
             self.opt['val']['metrics'] = metrics
 
+    def load_network(self, net, load_path, strict=True, param_key='params'):
+        """BasicSR's ``load_network`` (``param_key`` falls back to ``params``, DDP's ``module.`` is stripped), but
+        safe and with one-line errors: ``weights_only=True`` refuses a pickle that would run code, and with
+        ``strict`` a checkpoint that does not fit raises a ``CheckpointError`` naming the first mismatching keys
+        (BasicSR logs the whole diff and raises ``RuntimeError``).
+        """
+        net = self.get_bare_model(net)
+        what = f'path.pretrain_network_g {load_path}'
+        try:
+            checkpoint = safe_torch_load(load_path)
+        except CheckpointError as exc:
+            raise CheckpointError(f'path.pretrain_network_g: {exc}') from exc
+        if not isinstance(checkpoint, dict):
+            raise CheckpointError(f'{what} holds a {type(checkpoint).__name__}, not network weights')
+        if param_key is not None:
+            if param_key not in checkpoint and 'params' in checkpoint:
+                get_root_logger().info(f'Loading: {param_key} does not exist, use params.')
+                param_key = 'params'
+            if not isinstance(checkpoint.get(param_key), dict):
+                raise CheckpointError(f'{what} has no {param_key!r} entry (it has: {", ".join(map(str, checkpoint))})')
+            checkpoint = checkpoint[param_key]
+        state = OrderedDict((k[7:] if k.startswith('module.') else k, v) for k, v in checkpoint.items())
+        get_root_logger().info(
+            f'Loading {net.__class__.__name__} model from {load_path}, with param key: [{param_key}].')
+        if strict:
+            mismatch = describe_state_mismatch(net.state_dict(), state)
+            if mismatch:
+                raise CheckpointError(f'{what} does not fit the {net.__class__.__name__} built from network_g: '
+                                      f'{mismatch} (another architecture or other network_g options?)')
+        else:
+            self._print_different_keys_loading(net, state, strict)
+        net.load_state_dict(state, strict=strict)
+
     @master_only
     def save_network(self, net, net_label, current_iter, param_key='params'):
         """BasicSR's checkpoint format (``params`` / ``params_ema``), written atomically."""
@@ -154,6 +220,7 @@ class GaussianSRModel(SRModel):
     def resume_training(self, resume_state):
         super().resume_training(resume_state)
         self._nan_steps = int(resume_state.get('nan_steps', 0))
+        self._last_finite_iter = int(resume_state['iter']) - self._nan_steps
         if 'rng' in resume_state:
             set_rng_state(resume_state['rng'])
 

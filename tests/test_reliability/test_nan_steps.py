@@ -1,0 +1,142 @@
+"""Non-finite loss or gradients: the step is skipped and logged; ``max_nan_steps`` in a row stop the run with one
+line naming the iteration and the last good checkpoint (exit status 1 from ``basicsr train``)."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from basicsr.models import build_model
+from basicsr.utils import MessageLogger
+from gaussiansr_plugin.archs.gaussian_util import make_cell, make_coord
+from gaussiansr_plugin.models.schedules import TrainingDiverged
+
+ENV = dict(os.environ, PYTHONUNBUFFERED='1', GAUSSIANSR_SPLAT='reference')
+
+
+def _opt(tiny_net_opt, tmp_path, **train):
+    return {
+        'name': 'nan', 'model_type': 'GaussianSRModel', 'num_gpu': 0, 'dist': False, 'is_train': True, 'rank': 0,
+        'network_g': tiny_net_opt,
+        'path': {'pretrain_network_g': None, 'models': str(tmp_path), 'training_states': str(tmp_path)},
+        'train': {'optim_g': {'type': 'Adam', 'lr': 1e-3}, 'scheduler': {'type': 'MultiStepLR', 'milestones': [10],
+                  'gamma': 0.5}, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0}, 'ema_decay': 0.9, **train},
+    }
+
+
+def _batch(gt_value=None, b=2, q=32, size=(24, 24)):
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, size[0] * size[1], (b, q), generator=gen)
+    gt_q = torch.rand(b, q, 3, generator=gen)
+    if gt_value is not None:
+        gt_q[0, 0, 0] = gt_value
+    return {'lq': torch.rand(b, 3, 8, 8, generator=gen), 'coord': make_coord(size)[idx],
+            'cell': make_cell(q, size)[None].expand(b, -1, -1), 'gt_q': gt_q}
+
+
+def _snapshot(model):
+    return ([p.detach().clone() for p in model.net_g.parameters()],
+            [p.detach().clone() for p in model.net_g_ema.parameters()], len(model.optimizer_g.state))
+
+
+def _unchanged(model, snapshot):
+    params, ema, optim_states = snapshot
+    return (all(torch.equal(a, p) for a, p in zip(params, model.net_g.parameters()))
+            and all(torch.equal(a, p) for a, p in zip(ema, model.net_g_ema.parameters()))
+            and len(model.optimizer_g.state) == optim_states)
+
+
+@pytest.mark.parametrize('gt_value', [float('nan'), float('inf')])
+def test_non_finite_loss_skips_the_step_and_logs(tiny_net_opt, tmp_path, basicsr_log, gt_value):
+    model = build_model(_opt(tiny_net_opt, tmp_path, max_nan_steps=3))
+    before = _snapshot(model)
+    model.feed_data(_batch(gt_value))
+    model.optimize_parameters(7)
+    assert 'iter 7: non-finite loss, step skipped (1/3)' in basicsr_log.text
+    assert _unchanged(model, before)  # weights, EMA and Adam state untouched
+    assert all(p.grad is None for p in model.net_g.parameters())
+    assert model.get_current_log()['l_pix'] != model.get_current_log()['l_pix']  # nan
+
+
+def test_non_finite_gradient_skips_the_step(tiny_net_opt, tmp_path, basicsr_log):
+    for train in ({}, {'grad_clip': 0.1}):
+        model = build_model(_opt(tiny_net_opt, tmp_path, **train))
+        before = _snapshot(model)
+        weight = model.net_g.decoder.layers[0].weight
+        handle = weight.register_hook(lambda g: g * float('inf'))
+        model.feed_data(_batch())
+        model.optimize_parameters(1)
+        assert 'iter 1: non-finite gradient, step skipped (1/10)' in basicsr_log.text
+        assert _unchanged(model, before)
+        handle.remove()
+        model.optimize_parameters(2)  # the next finite step trains and resets the count
+        assert not _unchanged(model, before) and model._nan_steps == 0
+        basicsr_log.messages.clear()
+
+
+def test_max_nan_steps_in_a_row_raise_naming_iteration_and_checkpoint(tiny_net_opt, tmp_path):
+    model = build_model(_opt(tiny_net_opt, tmp_path, max_nan_steps=3))
+    for name in ('net_g_1.pth', 'net_g_2.pth', 'net_g_3.pth', 'net_g_ema_2.pth'):
+        (tmp_path / name).write_bytes(b'')
+    bad, good = _batch(float('nan')), _batch()
+    for it, batch in enumerate([good, bad, bad, good, good, bad, bad], start=1):  # two short streaks: no stop
+        model.feed_data(batch)
+        model.optimize_parameters(it)
+    assert model._nan_steps == 2 and model._last_finite_iter == 5
+    model.feed_data(bad)
+    with pytest.raises(TrainingDiverged) as info:
+        model.optimize_parameters(8)
+    message = str(info.value)
+    assert 'training diverged at iter 8: 3 non-finite steps in a row' in message
+    assert f'last good checkpoint: {tmp_path / "net_g_3.pth"}' in message and 'before iter 5' in message
+    assert '\n' not in message
+
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    opt = _opt(tiny_net_opt, tmp_path, max_nan_steps=1)
+    opt['path']['models'] = str(empty)
+    model = build_model(opt)
+    model.feed_data(bad)
+    with pytest.raises(TrainingDiverged, match=rf'iter 1: .*no checkpoint saved before iter 0 .* in {empty}'):
+        model.optimize_parameters(1)
+    with pytest.raises(ValueError, match='max_nan_steps'):
+        build_model(_opt(tiny_net_opt, tmp_path, max_nan_steps=0))
+
+
+def test_message_logger_prints_nan(tiny_net_opt, tmp_path, basicsr_log):
+    """BasicSR's MessageLogger formats ``log_dict`` with ``:.4e``; a skipped step's ``nan`` must print, not crash."""
+    model = build_model(_opt(tiny_net_opt, tmp_path))
+    model.feed_data(_batch(float('nan')))
+    model.optimize_parameters(1)
+    opt = {'name': 'nan', 'logger': {'print_freq': 1, 'use_tb_logger': False}, 'train': {'total_iter': 10}}
+    logger = MessageLogger(opt, start_iter=0)
+    logger({'epoch': 0, 'iter': 1, 'lrs': model.get_current_learning_rate(), 'time': 0.1, 'data_time': 0.01,
+            **model.get_current_log()})
+    assert 'l_pix: nan' in basicsr_log.text
+
+
+def test_basicsr_train_reports_divergence_as_one_line(tmp_path, photo_dirs, train_yml):
+    """A learning rate multiplied by 1e33 at iteration 4 makes the weights overflow: iterations 5 and 6 are
+    non-finite, and with ``max_nan_steps: 2`` the run stops at iteration 6 (deterministic: Adam's first steps move
+    every weight by about the learning rate)."""
+    yml = train_yml(
+        photo_dirs,
+        name='diverge',
+        total_iter=20,
+        train={'scheduler': {'type': 'MultiStepLR', 'milestones': [3], 'gamma': 1e33}, 'max_nan_steps': 2},
+        val=None,
+        logger={'print_freq': 1, 'save_checkpoint_freq': 1})
+    (tmp_path / 'train.yml').write_text(yml)
+    proc = subprocess.run([sys.executable, '-m', 'gaussiansr_plugin.train', '-opt', 'train.yml'], cwd=tmp_path,
+                          env=ENV, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert 'Traceback' not in proc.stderr
+    assert [line for line in lines if line.startswith('error:')] == lines[-1:]
+    models = tmp_path / 'experiments' / 'diverge' / 'models'
+    assert re.fullmatch(
+        rf'error: training diverged at iter 6: 2 non-finite steps in a row \(the last: loss\); last good checkpoint: '
+        rf'{re.escape(str(models / "net_g_3.pth"))} .*', lines[-1]), lines[-1]
+    assert 'l_pix: nan' in proc.stderr  # the skipped step was logged by BasicSR's message logger
