@@ -137,8 +137,9 @@ def main() -> None:
         'date': datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
         'device_name': torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu',
         'torch': torch.__version__, 'params': sum(p.numel() for p in net.parameters()),
-        'inference': [r for dt in dtypes for r in bench_inference(net, device, cases, dt, args.chunk, args.warmup,
-                                                                    args.reps)],
+        'inference': [
+            r for dt in dtypes for r in bench_inference(net, device, cases, dt, args.chunk, args.warmup, args.reps)
+        ],
         'train': [bench_train(net, device, dt, args.warmup, max(5, args.reps // 2)) for dt in dtypes],
     }
     print(markdown(result))

@@ -77,7 +77,8 @@ def import_plugins(custom_imports: List[str]) -> List[str]:
         except ImportError as exc:
             if optional:
                 continue
-            raise UserError(f"custom_imports: cannot import '{name}' ({exc}); is it installed or on PYTHONPATH?") from exc
+            raise UserError(f"custom_imports: cannot import '{name}' ({exc}); is it installed or on PYTHONPATH?"
+                            ) from exc
         names.append(name)
     return names
 

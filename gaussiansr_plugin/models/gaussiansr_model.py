@@ -229,4 +229,3 @@ class GaussianSRModel(SRModel):
         if hasattr(self, 'gt'):
             out['gt'] = self.gt.detach().cpu()
         return out
-

@@ -8,7 +8,7 @@ class TrainingDiverged(RuntimeError):
 
 
 def tau_at(schedule: dict, current_iter: int) -> float:
-    """Gumbel-softmax temperature at ``current_iter``: ``linear`` or ``exp`` from ``start`` to ``end`` over ``iters``."""
+    """Gumbel-softmax temperature at ``current_iter``: ``linear`` or ``exp``, ``start`` to ``end`` over ``iters``."""
     start = float(schedule.get('start', 1.0))
     end = float(schedule.get('end', start))
     iters = max(1, int(schedule.get('iters', 1)))

@@ -157,7 +157,8 @@ def test_tiled_upsample_matches_untiled(tiny_net_opt):
     with torch.no_grad():
         full = net.upsample(lq, (77, 67))
         tiled = net.upsample(lq, (77, 67), tile=8, tile_overlap=12)
-    # 12 LR pixels of context cover the receptive field (encoder 4 + head 1 + splat radius 3 + bicubic 2)'s receptive field: only float noise remains
+    # 12 LR pixels of context cover the receptive field (encoder 4 + head 1 + splat radius 3 + bicubic 2):
+    # only float noise remains
     torch.testing.assert_close(tiled, full, rtol=0, atol=1e-4)
 
 
