@@ -64,6 +64,11 @@ def folder_images(root: str, meta_info_file: Optional[str] = None) -> List[str]:
     return [osp.join(root, name) for name in names]
 
 
+def _truncated_png(content: bytes) -> bool:
+    """A PNG signature without the closing IEND chunk (a file cut short by a failed copy or download)."""
+    return content[:8] == b'\x89PNG\r\n\x1a\n' and b'IEND' not in content[-4096:] and b'IEND' not in content
+
+
 class ImageReader:
     """Read images as uint8 BGR ``[H, W, 3]`` through BasicSR's ``FileClient``.
 
@@ -119,8 +124,10 @@ class ImageReader:
             raise DataError(f'cannot open LMDB {self.lmdb_roots.get(client_key)}: {err}') from err
         if content is None:
             raise MissingImageError(f'image not found: {where} (listed in meta_info.txt, absent from the LMDB)')
+        if _truncated_png(content):  # caught here: libpng would also print its own message on stderr
+            raise DataError(f'cannot decode image {where}: truncated PNG (no IEND chunk)')
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # we report failures ourselves
-        img = imfrombytes(content, flag='color', float32=False)
+        img = imfrombytes(content, flag='color', float32=False) if len(content) else None
         if img is None:
             raise DataError(f'cannot decode image {where}: corrupt, truncated or not an image')
         return img
