@@ -59,7 +59,7 @@ def as_user_errors(fn: Callable, context: Callable[..., str]) -> Callable:
         except SETUP_ERRORS as exc:
             message = describe(exc)
             where = context(*args, **kwargs)
-            raise UserError(message if where in message else f'{where}: {message}') from exc
+            raise UserError(message if where.lower() in message.lower() else f'{where}: {message}') from exc
 
     return wrapped
 
