@@ -8,7 +8,7 @@ from tqdm import tqdm
 
 from ..inference.batch import check_destination, plan_jobs
 from ..inference.checkpoint import LoadedModel, load_model
-from ..inference.image_io import Picture, read_image, write_image
+from ..inference.image_io import Picture, probe_size, read_image, write_image
 from ..inference.upscaler import RenderPlan, resolve_device, target_size, upscale_picture
 from .arguments import add_model_arguments, image_size, non_negative_int, one_line_errors, positive_float, positive_int
 from .errors import UserError
@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=DEFAULT_MAX_PIXELS,
         metavar='N',
-        help=f'refuse outputs larger than this many pixels. Default: {DEFAULT_MAX_PIXELS:.0e}')
+        help='refuse inputs or outputs larger than this many pixels (checked from the file header, before '
+        f'decoding). Default: {DEFAULT_MAX_PIXELS:.0e}')
 
 
 def _warn(message: str, seen: Set[str]) -> None:
@@ -72,6 +73,25 @@ def _plan(args: argparse.Namespace, model: LoadedModel) -> RenderPlan:
         chunk_size=args.chunk_size or model.net.chunk_size, tile=args.tile, tile_overlap=args.tile_overlap)
 
 
+def _checked_size(name: str, lr_size: Tuple[int, int], args: argparse.Namespace) -> Tuple[int, int]:
+    """The output size for an input of ``lr_size`` (h, w); both must stay within ``--max-pixels``."""
+    pixels = lr_size[0] * lr_size[1]
+    if pixels > args.max_pixels:
+        raise UserError(f'{name} is {lr_size[1]}x{lr_size[0]} = {pixels:.3g} pixels, above --max-pixels '
+                        f'{args.max_pixels:.3g}; downscale it first or raise --max-pixels')
+    return target_size(lr_size, args.scale, args.size, args.max_pixels)
+
+
+def _read_checked(src: str, args: argparse.Namespace) -> Tuple[Picture, Tuple[int, int]]:
+    """Read an image and its output size; the sizes are first checked from the file header, so an image too large
+    for ``--max-pixels`` is refused before it is decoded."""
+    header_size = probe_size(src)
+    if header_size is not None:
+        _checked_size(src, header_size, args)
+    picture = read_image(src)
+    return picture, _checked_size(src, picture.size, args)
+
+
 def run(args: argparse.Namespace) -> None:
     """Upscale one image, or every image of a folder (failures are collected, then reported)."""
     device = resolve_device(args.device)
@@ -79,8 +99,7 @@ def run(args: argparse.Namespace) -> None:
     seen: Set[str] = set()
     if not is_folder:
         src, dst = jobs[0]
-        picture = read_image(src)  # check the image and the size before the (slower) model load
-        size = target_size(picture.size, args.scale, args.size, args.max_pixels)
+        picture, size = _read_checked(src, args)  # check the image and the size before the (slower) model load
         model = load_model(args.model, args.config, device)
         _upscale_and_write(model, picture, size, dst, _plan(args, model), device, seen)
         sys.stdout.write(f'wrote {dst} ({size[1]}x{size[0]} from {picture.size[1]}x{picture.size[0]})\n')
@@ -91,8 +110,7 @@ def run(args: argparse.Namespace) -> None:
     for src, dst in tqdm(jobs, desc='upscale', unit='img', file=sys.stderr, dynamic_ncols=True):
         try:
             check_destination(dst, args.output)
-            picture = read_image(src)
-            size = target_size(picture.size, args.scale, args.size, args.max_pixels)
+            picture, size = _read_checked(src, args)
             _upscale_and_write(model, picture, size, dst, plan, device, seen)
         except UserError as exc:
             failures.append(str(exc))

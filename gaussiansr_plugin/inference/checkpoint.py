@@ -12,9 +12,6 @@ first of these that exists:
 5. the paper default, ``GaussianSR()``.
 """
 import glob
-import pickle
-import re
-import warnings
 from dataclasses import dataclass
 from os import path as osp
 from typing import Any, Dict, List, Optional, Tuple
@@ -25,6 +22,7 @@ from torch import Tensor
 
 from ..archs.gaussiansr_arch import GaussianSR
 from ..cli.errors import UserError
+from ..safe_load import CheckpointError, safe_torch_load
 
 DEFAULT_MODEL = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'weights', 'gaussiansr_edsrb_demo.pth')
 PARAM_KEYS = ('params_ema', 'params', 'state_dict')  # preferred first
@@ -52,24 +50,10 @@ class LoadedModel:
 
 def read_checkpoint(path: str) -> Any:
     """``torch.load`` a file on the CPU with ``weights_only=True``, turning every failure into a ``UserError``."""
-    if not osp.exists(path):
-        raise UserError(f'checkpoint not found: {path}')
-    if not osp.isfile(path):
-        raise UserError(f'checkpoint is not a file: {path}')
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')  # e.g. torch's note on the pickle protocol
-            return torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as exc:
-        found = re.search(r'GLOBAL (\S+)', str(exc))
-        if found:
-            raise UserError(f'refusing to load {path}: it references Python code ({found.group(1)}) that unpickling '
-                            'could run; only tensors and plain containers are accepted') from exc
-        reason = re.search(r'WeightsUnpickler error:\s*(\S[^\n]*)', str(exc))
-        detail = reason.group(1).strip() if reason else _first_line(exc)
-        raise UserError(f'cannot load {path}: not a PyTorch checkpoint of tensors ({detail})') from exc
-    except Exception as exc:  # torch raises many types for foreign or truncated files
-        raise UserError(f'cannot load {path}: not a PyTorch checkpoint or a corrupt one ({_first_line(exc)})') from exc
+        return safe_torch_load(path)
+    except CheckpointError as exc:
+        raise UserError(str(exc)) from exc
 
 
 def _first_line(exc: BaseException) -> str:

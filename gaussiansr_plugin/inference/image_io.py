@@ -85,6 +85,27 @@ def exif_orientation(data: bytes) -> int:
     return value if value in _UPRIGHT else 1
 
 
+def probe_size(path: str) -> Optional[Tuple[int, int]]:
+    """The upright (h, w) of an image file read from its header by Pillow, without decoding the pixels.
+
+    Returns None when Pillow cannot parse the file (``read_image`` then decides). Pillow's decompression-bomb
+    limit does not apply here: the size is only looked at.
+    """
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = None
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            with Image.open(path) as img:
+                width, height = img.size
+                orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+    except (OSError, ValueError, SyntaxError):
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
 def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
     """Turn ``pixels`` [H, W, ...] upright for an EXIF ``orientation`` (1-8; others leave it unchanged)."""
     transform = _UPRIGHT.get(orientation)

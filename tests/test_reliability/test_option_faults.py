@@ -68,7 +68,8 @@ def test_pretrained_checkpoint_of_another_architecture(tiny_net_opt, tmp_path):
     with pytest.raises(UserError) as info:
         BUILD_MODEL(opt)
     message = str(info.value)
-    assert f'path.pretrain_network_g {tmp_path / "edsr.pth"} does not fit the GaussianSR built from network_g' in message
+    edsr_path = tmp_path / 'edsr.pth'
+    assert f'path.pretrain_network_g {edsr_path} does not fit the GaussianSR built from network_g' in message
     assert 'missing encoder.conv_first.weight, encoder.conv_first.bias, ' in message and '(+' in message
     assert 'unexpected conv_first.weight, conv_first.bias, ' in message and '\n' not in message
 

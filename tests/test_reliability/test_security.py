@@ -97,7 +97,8 @@ def test_crafted_resume_state_and_encoder_weights_are_refused(tmp_path, evil):
     with pytest.raises(UserError, match=r'^resume state: refusing to load .*7\.state: it references Python code'):
         load(opt)
     with pytest.raises(CheckpointError, match=r'refusing to load .*7\.state'):
-        build_encoder({'type': 'edsr-baseline', 'num_feat': 8, 'num_block': 1, 'pretrain_path': str(states / '7.state')})
+        build_encoder({'type': 'edsr-baseline', 'num_feat': 8, 'num_block': 1,
+                       'pretrain_path': str(states / '7.state')})
     assert not marker.exists()
 
 
