@@ -163,12 +163,12 @@ def _train_with_workers(tmp_path, photo_dirs, train_yml, dataroot, io_backend):
                           env=ENV, capture_output=True, text=True, timeout=180)
 
 
-@pytest.mark.parametrize('fault', ['truncated png', 'missing lmdb key'])
+@pytest.mark.parametrize('fault', ['truncated-png', 'missing-lmdb-key'])
 def test_basicsr_train_with_two_workers_stops_with_one_line(tmp_path, photo_dirs, train_yml, fault):
     """One good and one bad image, batches of 2: both workers meet the bad item in their first batch, after training
     started; the run ends cleanly (no hang, no traceback) with exit status 2 and one line naming the file or key."""
     good = sorted(os.listdir(photo_dirs / 'train'))[0]
-    if fault == 'truncated png':
+    if fault == 'truncated-png':
         root = tmp_path / 'train'
         root.mkdir()
         shutil.copy(photo_dirs / 'train' / good, root / good)

@@ -44,7 +44,7 @@ def _photo(h, w):
     return np.ascontiguousarray(skdata.astronaut()[100:100 + h, 180:180 + w])  # RGB
 
 
-@pytest.mark.parametrize('hw', [(1, 1), (3, 3)])
+@pytest.mark.parametrize('hw', [(1, 1), (3, 3)], ids=['1x1', '3x3'])
 def test_one_and_three_pixel_images_at_every_scale(tmp_path, tiny_model, hw, capsys):
     model, _ = tiny_model
     src = str(tmp_path / 'in.png')

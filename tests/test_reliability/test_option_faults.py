@@ -32,24 +32,29 @@ def _model_opt(tiny_net_opt, tmp_path, network=None, encoder=None, path=None, tr
     }
 
 
-@pytest.mark.parametrize('case, kwargs, expected', [
-    ('unknown encoder type', dict(encoder={'type': 'edsr-basline'}),
-     "unknown encoder type 'edsr-basline': use one of ['edsr', 'edsr-baseline', 'rdn', 'swinir']"),
-    ('unknown GaussianSR key', dict(network={'mlp_hiden': [8]}),
-     "GaussianSR: unknown option(s) 'mlp_hiden' (did you mean 'mlp_hidden'?); valid: bank_size, chunk_size, encoder"),
-    ('unknown encoder key', dict(encoder={'num_feats': 8}),
-     "encoder 'edsr-baseline': unknown option(s) 'num_feats' (did you mean 'num_feat'?)"),
-    ('negative encoder size', dict(encoder={'num_feat': -8}), "encoder 'edsr-baseline': num_feat must be an int >= 1"),
-    ('negative bank size', dict(network={'bank_size': -1}), 'bank_size must be an int >= 1, got -1'),
-    ('zero-width MLP', dict(network={'mlp_hidden': [16, 0]}), 'mlp_hidden must be a list of ints >= 1'),
-    ('reversed sigma range', dict(network={'sigma_range': [2.0, 0.5]}), 'sigma_range must be [min, max]'),
-    ('bad max_nan_steps', dict(train={'max_nan_steps': 0}), 'train.max_nan_steps must be an int >= 1'),
+@pytest.mark.parametrize('kwargs, expected', [
+    pytest.param(dict(encoder={'type': 'edsr-basline'}),
+                 "unknown encoder type 'edsr-basline': use one of ['edsr', 'edsr-baseline', 'rdn', 'swinir']",
+                 id='unknown-encoder-type'),
+    pytest.param(dict(network={'mlp_hiden': [8]}),
+                 "GaussianSR: unknown option(s) 'mlp_hiden' (did you mean 'mlp_hidden'?); valid: bank_size, "
+                 'chunk_size, encoder', id='unknown-GaussianSR-key'),
+    pytest.param(dict(encoder={'num_feats': 8}),
+                 "encoder 'edsr-baseline': unknown option(s) 'num_feats' (did you mean 'num_feat'?)",
+                 id='unknown-encoder-key'),
+    pytest.param(dict(encoder={'num_feat': -8}), "encoder 'edsr-baseline': num_feat must be an int >= 1",
+                 id='negative-encoder-width'),
+    pytest.param(dict(network={'bank_size': -1}), 'bank_size must be an int >= 1, got -1', id='negative-bank-size'),
+    pytest.param(dict(network={'mlp_hidden': [16, 0]}), 'mlp_hidden must be a list of ints >= 1', id='zero-width-mlp'),
+    pytest.param(dict(network={'sigma_range': [2.0, 0.5]}), 'sigma_range must be [min, max]',
+                 id='reversed-sigma-range'),
+    pytest.param(dict(train={'max_nan_steps': 0}), 'train.max_nan_steps must be an int >= 1', id='bad-max-nan-steps'),
 ])
-def test_network_and_train_option_faults(tiny_net_opt, tmp_path, case, kwargs, expected):
+def test_network_and_train_option_faults(tiny_net_opt, tmp_path, kwargs, expected):
     with pytest.raises(UserError) as info:
         BUILD_MODEL(_model_opt(tiny_net_opt, tmp_path, **kwargs))
     message = str(info.value)
-    assert message.startswith('cannot build GaussianSRModel: ') and expected in message, (case, message)
+    assert message.startswith('cannot build GaussianSRModel: ') and expected in message, message
     assert '\n' not in message
 
 
@@ -87,13 +92,16 @@ def _dataset_opt(photo_dirs, **extra):
 
 
 @pytest.mark.parametrize('extra, expected', [
-    ({'scale_maxx': 3}, "ArbitraryScaleImageDataset 'photos' (phase train): unknown option(s) 'scale_maxx' (did you "
-     "mean 'scale_max'?); valid: batch_size_per_gpu, cache,"),
-    ({'gt_size': 96, 'color': 'y'}, "unknown option(s) 'gt_size' (did you mean 'lq_size'?), 'color'; valid:"),
-    ({'scale_min': 3, 'scale_max': 2}, "dataset 'photos': need 1 <= scale_min <= scale_max, got scale_min=3.0"),
-    ({'lq_size': -48}, "dataset 'photos': lq_size must be >= 1, got -48"),
-    ({'sample_q': -1}, "dataset 'photos': sample_q=-1 must be in [1, 256]"),
-    ({'dataroot_gt': '/no/such/folder'}, "dataset 'photos': dataroot_gt: folder not found: /no/such/folder"),
+    pytest.param({'scale_maxx': 3}, "ArbitraryScaleImageDataset 'photos' (phase train): unknown option(s) 'scale_maxx' "
+                 "(did you mean 'scale_max'?); valid: batch_size_per_gpu, cache,", id='unknown-key'),
+    pytest.param({'gt_size': 96, 'color': 'y'},
+                 "unknown option(s) 'gt_size' (did you mean 'lq_size'?), 'color'; valid:", id='keys-of-other-datasets'),
+    pytest.param({'scale_min': 3, 'scale_max': 2}, "dataset 'photos': need 1 <= scale_min <= scale_max, got "
+                 'scale_min=3.0', id='scale-min-above-max'),
+    pytest.param({'lq_size': -48}, "dataset 'photos': lq_size must be >= 1, got -48", id='negative-lq-size'),
+    pytest.param({'sample_q': -1}, "dataset 'photos': sample_q=-1 must be in [1, 256]", id='negative-sample-q'),
+    pytest.param({'dataroot_gt': '/no/such/folder'}, "dataset 'photos': dataroot_gt: folder not found: /no/such/folder",
+                 id='missing-dataroot'),
 ])
 def test_train_dataset_option_faults(photo_dirs, extra, expected):
     with pytest.raises(UserError) as info:
@@ -121,10 +129,10 @@ def _launch(tmp_path, yml, pythonpath=None):
                           capture_output=True, text=True, timeout=180)
 
 
-@pytest.mark.parametrize('fault', ['network key', 'dataset key'])
+@pytest.mark.parametrize('fault', ['network-key', 'dataset-key'])
 def test_basicsr_train_reports_option_faults_before_training(tmp_path, photo_dirs, train_yml, fault):
     yml = yaml.safe_load(train_yml(photo_dirs, name='opts', total_iter=4))
-    if fault == 'network key':
+    if fault == 'network-key':
         yml['network_g']['num_gaussian_chanels'] = 4
         expected = ("error: cannot build GaussianSRModel: GaussianSR: unknown option(s) 'num_gaussian_chanels' (did "
                     "you mean 'num_gaussian_channels'?); valid: bank_size,")
