@@ -46,8 +46,10 @@ def _model_opt(tiny_net_opt, tmp_path, network=None, encoder=None, path=None, tr
                  id='negative-encoder-width'),
     pytest.param(dict(network={'bank_size': -1}), 'bank_size must be an int >= 1, got -1', id='negative-bank-size'),
     pytest.param(dict(network={'mlp_hidden': [16, 0]}), 'mlp_hidden must be a list of ints >= 1', id='zero-width-mlp'),
+    pytest.param(dict(network={'head_hidden': 0}), 'head_hidden must be an int >= 1, got 0', id='zero-head-hidden'),
     pytest.param(dict(network={'sigma_range': [2.0, 0.5]}), 'sigma_range must be [min, max]',
                  id='reversed-sigma-range'),
+    pytest.param(dict(network={'tau': 0}), 'tau must be > 0, got 0', id='zero-tau'),
     pytest.param(dict(train={'max_nan_steps': 0}), 'train.max_nan_steps must be an int >= 1', id='bad-max-nan-steps'),
 ])
 def test_network_and_train_option_faults(tiny_net_opt, tmp_path, kwargs, expected):
