@@ -179,7 +179,8 @@ class GaussianSRModel(SRModel):
             if not isinstance(checkpoint.get(param_key), dict):
                 raise CheckpointError(f'{what} has no {param_key!r} entry (it has: {", ".join(map(str, checkpoint))})')
             checkpoint = checkpoint[param_key]
-        state = OrderedDict((k[7:] if k.startswith('module.') else k, v) for k, v in checkpoint.items())
+        state = OrderedDict(
+            (k[7:] if isinstance(k, str) and k.startswith('module.') else k, v) for k, v in checkpoint.items())
         get_root_logger().info(
             f'Loading {net.__class__.__name__} model from {load_path}, with param key: [{param_key}].')
         if strict:
