@@ -9,7 +9,7 @@ import os
 import pickle
 import re
 import warnings
-from typing import Any, Iterable, Union
+from typing import Any, Iterable, Mapping, Union
 
 import torch
 
@@ -56,3 +56,25 @@ def safe_torch_load(path: str,
     except Exception as exc:  # torch raises many types for foreign or truncated files
         raise CheckpointError(f'cannot load {path}: not a PyTorch checkpoint or a corrupt one '
                               f'({_first_line(exc)})') from exc
+
+
+def describe_state_mismatch(expected: Mapping, state: Mapping, shown: int = 3) -> str:
+    """``missing a, b (+2 more); unexpected c; shape (checkpoint vs network) d [3] vs [4]``, or '' if they fit."""
+
+    def names(keys):
+        return ', '.join(keys[:shown]) + (f' (+{len(keys) - shown} more)' if len(keys) > shown else '')
+
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f'{k} {list(state[k].shape)} vs {list(v.shape)}' for k, v in expected.items()
+        if k in state and hasattr(state[k], 'shape') and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f'missing {names(missing)}')
+    if unexpected:
+        problems.append(f'unexpected {names(unexpected)}')
+    if shapes:
+        problems.append(f'shape (checkpoint vs network) {names(shapes)}')
+    return '; '.join(problems)

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from basicsr.archs.arch_util import ResidualBlockNoBN, make_layer
 from basicsr.utils.registry import ARCH_REGISTRY
 from ..option_checks import check_keys, keyword_names
-from ..safe_load import safe_torch_load
+from ..safe_load import describe_state_mismatch, safe_torch_load
 
 
 class EDSREncoder(nn.Module):
@@ -194,13 +194,9 @@ def load_encoder_weights(encoder: nn.Module, path: str) -> None:
             break
     if any(k.startswith('encoder.') for k in state):
         state = {k[len('encoder.'):]: v for k, v in state.items() if k.startswith('encoder.')}
-    own = encoder.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shape = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or shape:
-        raise ValueError(f'encoder.pretrain_path {path} does not match the encoder: missing {missing[:3]}, '
-                         f'unexpected {unexpected[:3]}, shape mismatch {shape[:3]}')
+    mismatch = describe_state_mismatch(encoder.state_dict(), state)
+    if mismatch:
+        raise ValueError(f'encoder.pretrain_path {path} does not match the encoder: {mismatch}')
     encoder.load_state_dict(state, strict=True)
 
 

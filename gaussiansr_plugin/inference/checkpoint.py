@@ -14,7 +14,7 @@ first of these that exists:
 import glob
 from dataclasses import dataclass
 from os import path as osp
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 import yaml
@@ -22,7 +22,7 @@ from torch import Tensor
 
 from ..archs.gaussiansr_arch import GaussianSR
 from ..cli.errors import UserError
-from ..safe_load import CheckpointError, safe_torch_load
+from ..safe_load import CheckpointError, describe_state_mismatch, safe_torch_load
 
 DEFAULT_MODEL = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'weights', 'gaussiansr_edsrb_demo.pth')
 PARAM_KEYS = ('params_ema', 'params', 'state_dict')  # preferred first
@@ -142,31 +142,13 @@ def build_network(options: Dict[str, Any], source: str) -> GaussianSR:
         raise UserError(f'cannot build GaussianSR from the options in {source}: {_first_line(exc)}') from exc
 
 
-def _names(keys: List[str]) -> str:
-    more = f' (+{len(keys) - _SHOWN} more)' if len(keys) > _SHOWN else ''
-    return ', '.join(keys[:_SHOWN]) + more
-
-
 def check_state_dict(net: GaussianSR, state: Dict[str, Tensor], path: str, source: str) -> None:
     """Raise a ``UserError`` naming the first mismatching keys if ``state`` does not fit ``net`` exactly."""
-    expected = net.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [
-        f'{k} {list(state[k].shape)} vs {list(v.shape)}' for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if not (missing or unexpected or shapes):
+    mismatch = describe_state_mismatch(net.state_dict(), state, _SHOWN)
+    if not mismatch:
         return
-    problems = []
-    if missing:
-        problems.append(f'missing {_names(missing)}')
-    if unexpected:
-        problems.append(f'unexpected {_names(unexpected)}')
-    if shapes:
-        problems.append(f'shape (checkpoint vs network) {_names(shapes)}')
     raise UserError(
-        f'{path} does not fit the GaussianSR built from {source}: {"; ".join(problems)}. Is it a '
+        f'{path} does not fit the GaussianSR built from {source}: {mismatch}. Is it a '
         'GaussianSR checkpoint? Pass its training yml with --config, or put <checkpoint stem>.yml beside it')
 
 

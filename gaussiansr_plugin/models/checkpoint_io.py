@@ -3,7 +3,7 @@ import os
 import random
 import re
 import tempfile
-from typing import Mapping, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -60,25 +60,3 @@ def checkpoint_before(models_dir: str, iteration: int, net_label: str = 'net_g')
     found = [(int(m.group(1)), name) for name in os.listdir(models_dir) for m in [pattern.fullmatch(name)] if m]
     found = [(it, name) for it, name in found if it < iteration]
     return os.path.join(models_dir, max(found)[1]) if found else None
-
-
-def describe_state_mismatch(expected: Mapping, state: Mapping, shown: int = 3) -> str:
-    """``missing a, b (+2 more); unexpected c; shape (checkpoint vs network) d [3] vs [4]``, or '' if they fit."""
-
-    def names(keys):
-        return ', '.join(keys[:shown]) + (f' (+{len(keys) - shown} more)' if len(keys) > shown else '')
-
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [
-        f'{k} {list(state[k].shape)} vs {list(v.shape)}' for k, v in expected.items()
-        if k in state and hasattr(state[k], 'shape') and tuple(state[k].shape) != tuple(v.shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f'missing {names(missing)}')
-    if unexpected:
-        problems.append(f'unexpected {names(unexpected)}')
-    if shapes:
-        problems.append(f'shape (checkpoint vs network) {names(shapes)}')
-    return '; '.join(problems)

@@ -12,9 +12,8 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from ..archs.gaussian_util import output_size
-from ..safe_load import CheckpointError, safe_torch_load
-from .checkpoint_io import (atomic_torch_save, checkpoint_before, describe_state_mismatch, get_rng_state,
-                            set_rng_state)
+from ..safe_load import CheckpointError, describe_state_mismatch, safe_torch_load
+from .checkpoint_io import atomic_torch_save, checkpoint_before, get_rng_state, set_rng_state
 from .schedules import TrainingDiverged, resolve_crop_border, tau_at
 
 
