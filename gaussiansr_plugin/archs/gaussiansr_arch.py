@@ -204,7 +204,7 @@ class GaussianSR(nn.Module):
         return out.view(b, size[0], size[1], 3).permute(0, 3, 1, 2)
 
     def upsample(self, lq: Tensor, size: Tuple[int, int], chunk_size: Optional[int] = None,
-                 tile: Optional[int] = None, tile_overlap: int = 16) -> Tensor:
+                 tile: Optional[int] = None, tile_overlap: int = 16, out: Optional[Tensor] = None) -> Tensor:
         """Super-resolve whole images to ``size`` with bounded memory.
 
         Args:
@@ -214,23 +214,28 @@ class GaussianSR(nn.Module):
             tile (int, optional): LR tile side; tiles are encoded separately with ``tile_overlap`` LR pixels of
                 context on each side, and every HR pixel is rendered by the tile that owns its nearest LR pixel.
             tile_overlap (int): Context around each tile, in LR pixels. Default: 16.
+            out (Tensor, optional): Receives the result, [B, 3, H, W], on any device and float dtype. With
+                ``tile`` and a CPU ``out``, device memory stays bounded by one tile whatever the output size.
 
         Returns:
-            Tensor: [B, 3, H, W], in [0, 1] space (not clamped).
+            Tensor: [B, 3, H, W], in [0, 1] space (not clamped); ``out`` if given.
         """
         size = (int(size[0]), int(size[1]))
         if size[0] < 1 or size[1] < 1:
             raise ValueError(f'size must be positive, got {size}')
         chunk_size = int(chunk_size or self.chunk_size)
         h, w = lq.shape[-2:]
+        if out is not None and tuple(out.shape) != (lq.shape[0], 3, *size):
+            raise ValueError(f'out must have shape {(lq.shape[0], 3, *size)}, got {tuple(out.shape)}')
         if not tile or (tile >= h and tile >= w):
-            return self._render(lq, size, chunk_size)
-        out = lq.new_empty(lq.shape[0], 3, *size)
+            rendered = self._render(lq, size, chunk_size)
+            return rendered if out is None else out.copy_(rendered)
+        out = lq.new_empty(lq.shape[0], 3, *size) if out is None else out
         for t in tile_plan((h, w), size, int(tile), int(tile_overlap)):
             patch = lq[..., t.lr_y0:t.lr_y1, t.lr_x0:t.lr_x1]
             sub_size = (t.lr_y1 - t.lr_y0) * size[0] / h, (t.lr_x1 - t.lr_x0) * size[1] / w
             rendered = self._render_region(patch, sub_size, t, chunk_size)
-            out[..., t.hr_y0:t.hr_y1, t.hr_x0:t.hr_x1] = rendered
+            out[..., t.hr_y0:t.hr_y1, t.hr_x0:t.hr_x1] = rendered.to(out.device, out.dtype)
         return out
 
     def _render_region(self, patch: Tensor, sub_size: Tuple[float, float], t, chunk_size: int) -> Tensor:

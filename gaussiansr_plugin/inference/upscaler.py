@@ -74,14 +74,16 @@ def render(net: GaussianSR, lq: Tensor, size: Tuple[int, int], plan: RenderPlan)
         plan (RenderPlan): The first plan tried.
 
     Returns:
-        Tensor: [B, 3, H, W], clamped to [0, 1].
+        Tensor: [B, 3, H, W], clamped to [0, 1]; on the CPU when tiling, so that the device only ever holds one tile.
     """
     lr_size = tuple(lq.shape[-2:])
     while True:
         try:
+            out = torch.empty(lq.shape[0], 3, *size) if plan.tile else None
             with torch.no_grad():
                 return net.upsample(
-                    lq, size, chunk_size=plan.chunk_size, tile=plan.tile, tile_overlap=plan.tile_overlap).clamp_(0, 1)
+                    lq, size, chunk_size=plan.chunk_size, tile=plan.tile, tile_overlap=plan.tile_overlap,
+                    out=out).clamp_(0, 1)
         except torch.cuda.OutOfMemoryError:
             failed = plan
         # outside the except block, so the failed attempt's tensors are released before the retry

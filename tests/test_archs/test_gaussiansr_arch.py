@@ -214,3 +214,18 @@ def test_chunked_upsample_equals_plain_query(tiny_net_opt, residual):
         cell = make_cell(coord.shape[1], size)[None].expand(2, -1, -1)
         plain = _plain_query(net, lq, coord, cell).view(2, *size, 3).permute(0, 3, 1, 2)
     torch.testing.assert_close(fast, plain, rtol=0, atol=1e-5)
+
+
+def test_tiles_stream_into_a_given_output(tiny_net_opt):
+    net = build_network(tiny_net_opt).eval()
+    lq = torch.rand(1, 3, 21, 17)
+    with torch.no_grad():
+        expected = net.upsample(lq, (53, 43), tile=8, tile_overlap=12)
+        out = torch.full((1, 3, 53, 43), float('nan'), dtype=torch.float64)
+        result = net.upsample(lq, (53, 43), tile=8, tile_overlap=12, out=out)
+        assert result is out and torch.isfinite(out).all()
+        torch.testing.assert_close(out.float(), expected, rtol=0, atol=1e-6)
+        untiled = net.upsample(lq, (53, 43), out=torch.empty(1, 3, 53, 43))
+        torch.testing.assert_close(untiled, net.upsample(lq, (53, 43)), rtol=0, atol=1e-6)
+        with pytest.raises(ValueError, match='out must have shape'):
+            net.upsample(lq, (53, 43), out=torch.empty(1, 3, 50, 43))
