@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from basicsr.utils.registry import ARCH_REGISTRY
+from ..ops.splat import BACKENDS as SPLAT_BACKENDS
 from ..ops.splat import splat
 from .decoder import MLPDecoder
 from .encoders import build_encoder
@@ -72,6 +73,8 @@ class GaussianSR(nn.Module):
             Default: 'bicubic'.
         head_hidden (int): Hidden channels of the kernel-selection head. Default: 64.
         chunk_size (int): Queries rendered at once by ``upsample``. Default: 131072.
+        splat_backend (str): ``auto`` (CUDA kernel for CUDA tensors when built, else the reference; the environment
+            variable ``GAUSSIANSR_SPLAT`` overrides it), ``cuda`` or ``reference``. Default: 'auto'.
     """
 
     @strict_kwargs
@@ -88,7 +91,8 @@ class GaussianSR(nn.Module):
                  mlp_hidden: Sequence[int] = (256, 256, 256, 256),
                  residual: Optional[str] = 'bicubic',
                  head_hidden: int = 64,
-                 chunk_size: int = 131072):
+                 chunk_size: int = 131072,
+                 splat_backend: str = 'auto'):
         super().__init__()
         _check_sizes(bank_size, sigma_range, tau, mlp_hidden, head_hidden)
         self.encoder = build_encoder(encoder or {'type': 'edsr-baseline'})
@@ -105,6 +109,8 @@ class GaussianSR(nn.Module):
             raise ValueError(f'radius must be an int in [0, 7], got {radius!r}')
         if chunk_size < 1:
             raise ValueError(f'chunk_size must be positive, got {chunk_size}')
+        if splat_backend not in SPLAT_BACKENDS:
+            raise ValueError(f'splat_backend must be one of {SPLAT_BACKENDS}, got {splat_backend!r}')
         self.num_gaussian_channels = num_gaussian_channels
         self.radius = radius
         self.tau = float(tau)
@@ -113,6 +119,7 @@ class GaussianSR(nn.Module):
         self.gaussian_norm = gaussian_norm
         self.residual = residual == 'bicubic'
         self.chunk_size = chunk_size
+        self.splat_backend = splat_backend
         if num_gaussian_channels > 0:
             self.head = GaussianHead(num_gaussian_channels, bank_size, head_hidden)
             self.bank = GaussianBank(bank_size, tuple(sigma_range))
@@ -170,7 +177,8 @@ class GaussianSR(nn.Module):
             sigma, rho, opacity = kernels[:, :2], kernels[:, 2:3], kernels[:, 3:4]
             if self.gaussian_norm == 'density':
                 opacity = opacity * density_factor(sigma, rho)
-            parts.append(splat(feat[:, :ng], sigma, rho, opacity, coord, self.radius).to(feat.dtype))
+            splatted = splat(feat[:, :ng], sigma, rho, opacity, coord, self.radius, backend=self.splat_backend)
+            parts.append(splatted.to(feat.dtype))
         sampled = sample_bicubic(side, coord) if side.shape[1] > 0 else None
         num_side_feat = feat.shape[1] - ng
         if num_side_feat > 0:

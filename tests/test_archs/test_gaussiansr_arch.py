@@ -229,3 +229,18 @@ def test_tiles_stream_into_a_given_output(tiny_net_opt):
         torch.testing.assert_close(untiled, net.upsample(lq, (53, 43)), rtol=0, atol=1e-6)
         with pytest.raises(ValueError, match='out must have shape'):
             net.upsample(lq, (53, 43), out=torch.empty(1, 3, 50, 43))
+
+
+def test_splat_backend_option(tiny_net_opt, monkeypatch):
+    coord, cell = _queries(1, (20, 20), q=30)
+    lq = torch.rand(1, 3, 8, 8)
+    ref = build_network(dict(tiny_net_opt, splat_backend='reference')).eval()
+    auto = build_network(dict(tiny_net_opt, splat_backend='auto')).eval()
+    auto.load_state_dict(ref.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(auto(lq, coord, cell), ref(lq, coord, cell))  # CPU tensors: both the reference
+    forced = build_network(dict(tiny_net_opt, splat_backend='cuda')).eval()
+    with pytest.raises((RuntimeError, ValueError), match='cuda'):
+        forced(lq, coord, cell)  # CPU tensors cannot take the CUDA kernel: a clear error, not a silent fallback
+    with pytest.raises(ValueError, match='splat_backend'):
+        build_network(dict(tiny_net_opt, splat_backend='gpu'))
