@@ -10,13 +10,14 @@ from torch import Tensor, nn
 
 from basicsr.utils.registry import ARCH_REGISTRY
 from ..ops.splat import BACKENDS as SPLAT_BACKENDS
+from ..ops.splat import MAX_RADIUS as SPLAT_MAX_RADIUS
 from ..ops.splat import splat
 from .decoder import MLPDecoder
 from .encoders import build_encoder
 from ..option_checks import strict_kwargs
 from .gaussian_util import make_cell, make_coord
 from .sgs import GaussianBank, GaussianHead, density_factor, select_kernels
-from .tiling import tile_plan
+from .tiling import Tile, tile_plan
 
 _NORM_MEAN, _NORM_STD = 0.5, 0.5
 
@@ -105,8 +106,8 @@ class GaussianSR(nn.Module):
             raise ValueError(f"residual must be 'bicubic' or 'none', got {residual!r}")
         if eval_selection not in ('argmax', 'soft'):
             raise ValueError(f"eval_selection must be 'argmax' or 'soft', got {eval_selection!r}")
-        if not (isinstance(radius, int) and 0 <= radius <= 7):
-            raise ValueError(f'radius must be an int in [0, 7], got {radius!r}')
+        if not (isinstance(radius, int) and 0 <= radius <= SPLAT_MAX_RADIUS):
+            raise ValueError(f'radius must be an int in [0, {SPLAT_MAX_RADIUS}], got {radius!r}')
         if chunk_size < 1:
             raise ValueError(f'chunk_size must be positive, got {chunk_size}')
         if splat_backend not in SPLAT_BACKENDS:
@@ -197,19 +198,29 @@ class GaussianSR(nn.Module):
         feat = self.encode(lq)
         return self.query(lq, feat, self.gaussians(feat), coord, cell)
 
-    def _render(self, lq: Tensor, size: Tuple[int, int], chunk_size: int) -> Tensor:
-        """Whole-image rendering in query chunks, -> [B, 3, H, W]."""
+    def _render_grid(self, lq: Tensor, coord: Tensor, cell: Tensor, grid_size: Tuple[int, int],
+                     chunk_size: int) -> Tensor:
+        """Encode ``lq`` once, then decode a grid of queries in chunks.
+
+        Args:
+            lq (Tensor): LR images (or one LR tile) in [0, 1], [B, 3, h, w].
+            coord (Tensor): Query centres in ``lq``'s frame, (y, x), row-major over ``grid_size``, [H*W, 2].
+            cell (Tensor): Cell size in ``lq``'s frame, [1, 2].
+            grid_size (tuple[int, int]): (H, W) of the query grid.
+            chunk_size (int): Queries per chunk.
+
+        Returns:
+            Tensor: [B, 3, H, W].
+        """
         b = lq.shape[0]
         feat = self.encode(lq)
         kernels = self.gaussians(feat)
         side = self._bicubic_stream(lq, feat)
-        coord = make_coord(size, device=lq.device)
-        cell = make_cell(1, size, device=lq.device)
         out = lq.new_empty(b, coord.shape[0], 3)
         for i in range(0, coord.shape[0], chunk_size):
             c = coord[None, i:i + chunk_size].expand(b, -1, -1)
             out[:, i:i + chunk_size] = self._query(feat, kernels, side, c, cell.expand(b, c.shape[1], 2))
-        return out.view(b, size[0], size[1], 3).permute(0, 3, 1, 2)
+        return out.view(b, grid_size[0], grid_size[1], 3).permute(0, 3, 1, 2)
 
     def upsample(self, lq: Tensor, size: Tuple[int, int], chunk_size: Optional[int] = None,
                  tile: Optional[int] = None, tile_overlap: int = 16, out: Optional[Tensor] = None) -> Tensor:
@@ -236,31 +247,23 @@ class GaussianSR(nn.Module):
         if out is not None and tuple(out.shape) != (lq.shape[0], 3, *size):
             raise ValueError(f'out must have shape {(lq.shape[0], 3, *size)}, got {tuple(out.shape)}')
         if not tile or (tile >= h and tile >= w):
-            rendered = self._render(lq, size, chunk_size)
+            coord = make_coord(size, device=lq.device)
+            rendered = self._render_grid(lq, coord, make_cell(1, size, device=lq.device), size, chunk_size)
             return rendered if out is None else out.copy_(rendered)
         out = lq.new_empty(lq.shape[0], 3, *size) if out is None else out
         for t in tile_plan((h, w), size, int(tile), int(tile_overlap)):
-            patch = lq[..., t.lr_y0:t.lr_y1, t.lr_x0:t.lr_x1]
-            sub_size = (t.lr_y1 - t.lr_y0) * size[0] / h, (t.lr_x1 - t.lr_x0) * size[1] / w
-            rendered = self._render_region(patch, sub_size, t, chunk_size)
+            rendered = self._render_tile(lq, t, (size[0] / h, size[1] / w), chunk_size)
             out[..., t.hr_y0:t.hr_y1, t.hr_x0:t.hr_x1] = rendered.to(out.device, out.dtype)
         return out
 
-    def _render_region(self, patch: Tensor, sub_size: Tuple[float, float], t, chunk_size: int) -> Tensor:
-        """Render the HR pixels [t.hr_y0, t.hr_y1) x [t.hr_x0, t.hr_x1) from an LR patch that starts at
-        (t.lr_y0, t.lr_x0); ``sub_size`` is the patch's HR extent (fractional at non-integer scales)."""
-        b = patch.shape[0]
-        feat = self.encode(patch)
-        kernels = self.gaussians(feat)
-        side = self._bicubic_stream(patch, feat)
+    def _render_tile(self, lq: Tensor, t: Tile, scale: Tuple[float, float], chunk_size: int) -> Tensor:
+        """Render the HR pixels [t.hr_y0, t.hr_y1) x [t.hr_x0, t.hr_x1) from the LR window of tile ``t``;
+        ``scale`` is the global (H / h, W / w), so the queries keep their positions of the untiled image."""
+        patch = lq[..., t.lr_y0:t.lr_y1, t.lr_x0:t.lr_x1]
         ph, pw = patch.shape[-2:]
-        sy, sx = sub_size[0] / ph, sub_size[1] / pw  # the global scale factors
-        ys = (torch.arange(t.hr_y0, t.hr_y1, device=patch.device) + 0.5) / sy - t.lr_y0
-        xs = (torch.arange(t.hr_x0, t.hr_x1, device=patch.device) + 0.5) / sx - t.lr_x0
-        grid = torch.stack(torch.meshgrid(2 * ys / ph - 1, 2 * xs / pw - 1, indexing='ij'), dim=-1).reshape(-1, 2)
+        sy, sx = scale
+        ys = (torch.arange(t.hr_y0, t.hr_y1, device=lq.device) + 0.5) / sy - t.lr_y0
+        xs = (torch.arange(t.hr_x0, t.hr_x1, device=lq.device) + 0.5) / sx - t.lr_x0
+        coord = torch.stack(torch.meshgrid(2 * ys / ph - 1, 2 * xs / pw - 1, indexing='ij'), dim=-1).reshape(-1, 2)
         cell = patch.new_tensor([2 / (sy * ph), 2 / (sx * pw)]).expand(1, 2)
-        out = patch.new_empty(b, grid.shape[0], 3)
-        for i in range(0, grid.shape[0], chunk_size):
-            c = grid[None, i:i + chunk_size].expand(b, -1, -1).to(patch.dtype)
-            out[:, i:i + chunk_size] = self._query(feat, kernels, side, c, cell.expand(b, c.shape[1], 2))
-        return out.view(b, t.hr_y1 - t.hr_y0, t.hr_x1 - t.hr_x0, 3).permute(0, 3, 1, 2)
+        return self._render_grid(patch, coord, cell, (t.hr_y1 - t.hr_y0, t.hr_x1 - t.hr_x0), chunk_size)
