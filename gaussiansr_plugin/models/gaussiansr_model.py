@@ -196,9 +196,8 @@ class GaussianSRModel(SRModel):
         """BasicSR's checkpoint format (``params`` / ``params_ema``), written atomically."""
         nets, keys = (net, param_key) if isinstance(net, list) else ([net], [param_key])
         save_dict = {}
-        for net_, key in zip(nets, keys):
-            state = self.get_bare_model(net_).state_dict()
-            save_dict[key] = OrderedDict((k[7:] if k.startswith('module.') else k, v.cpu()) for k, v in state.items())
+        for net_, key in zip(nets, keys):  # the bare model: keys carry no DDP ``module.`` prefix
+            save_dict[key] = OrderedDict((k, v.cpu()) for k, v in self.get_bare_model(net_).state_dict().items())
         label = 'latest' if current_iter == -1 else current_iter
         atomic_torch_save(save_dict, os.path.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
 
@@ -223,9 +222,3 @@ class GaussianSRModel(SRModel):
         self._last_finite_iter = int(resume_state['iter']) - self._nan_steps
         if 'rng' in resume_state:
             set_rng_state(resume_state['rng'])
-
-    def get_current_visuals(self):
-        out = OrderedDict(lq=self.lq.detach().cpu(), result=self.output.detach().cpu())
-        if hasattr(self, 'gt'):
-            out['gt'] = self.gt.detach().cpu()
-        return out
