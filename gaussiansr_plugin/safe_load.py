@@ -9,7 +9,7 @@ import os
 import pickle
 import re
 import warnings
-from typing import Any, Iterable, Mapping, Union
+from typing import Any, Iterable, Mapping, Tuple, Union
 
 import torch
 
@@ -18,7 +18,8 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, unsafe to unpickle, or not a PyTorch file; the message is one line."""
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type name if there is none)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__
 
@@ -51,11 +52,11 @@ def safe_torch_load(path: str,
             raise CheckpointError(f'refusing to load {path}: it references Python code ({found.group(1)}) that '
                                   'unpickling could run; only tensors and plain containers are accepted') from exc
         reason = re.search(r'WeightsUnpickler error:\s*(\S[^\n]*)', str(exc))
-        detail = reason.group(1).strip() if reason else _first_line(exc)
+        detail = reason.group(1).strip() if reason else first_line(exc)
         raise CheckpointError(f'cannot load {path}: not a PyTorch checkpoint of tensors ({detail})') from exc
     except Exception as exc:  # torch raises many types for foreign or truncated files
         raise CheckpointError(f'cannot load {path}: not a PyTorch checkpoint or a corrupt one '
-                              f'({_first_line(exc)})') from exc
+                              f'({first_line(exc)})') from exc
 
 
 def describe_state_mismatch(expected: Mapping, state: Mapping, shown: int = 3) -> str:
@@ -78,3 +79,13 @@ def describe_state_mismatch(expected: Mapping, state: Mapping, shown: int = 3) -
     if shapes:
         problems.append(f'shape (checkpoint vs network) {names(shapes)}')
     return '; '.join(problems)
+
+
+PARAM_KEYS = ('params_ema', 'params', 'state_dict')  # where checkpoints keep network weights, preferred first
+
+
+def select_weights(checkpoint: Mapping) -> Tuple[Mapping, str]:
+    """The weights of a checkpoint dict and their key: the first of ``PARAM_KEYS`` holding a dict (BasicSR's
+    EMA weights first), else the checkpoint itself with key ''."""
+    key = next((k for k in PARAM_KEYS if isinstance(checkpoint.get(k), dict)), '')
+    return (checkpoint[key] if key else checkpoint), key

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from basicsr.archs.arch_util import ResidualBlockNoBN, make_layer
 from basicsr.utils.registry import ARCH_REGISTRY
 from ..option_checks import check_keys, keyword_names
-from ..safe_load import describe_state_mismatch, safe_torch_load
+from ..safe_load import describe_state_mismatch, safe_torch_load, select_weights
 
 
 class EDSREncoder(nn.Module):
@@ -188,10 +188,7 @@ def load_encoder_weights(encoder: nn.Module, path: str) -> None:
     state = safe_torch_load(path)
     if not isinstance(state, dict):
         raise ValueError(f'encoder.pretrain_path {path} holds a {type(state).__name__}, not a state dict')
-    for key in ('params_ema', 'params', 'state_dict'):
-        if key in state and isinstance(state[key], dict):
-            state = state[key]
-            break
+    state, _ = select_weights(state)
     if any(k.startswith('encoder.') for k in state):
         state = {k[len('encoder.'):]: v for k, v in state.items() if k.startswith('encoder.')}
     mismatch = describe_state_mismatch(encoder.state_dict(), state)

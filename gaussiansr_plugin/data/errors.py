@@ -7,6 +7,8 @@ The ``basicsr train|test`` launcher reports them as one ``error:`` line with exi
 """
 import re
 
+from ..safe_load import first_line
+
 
 class DataError(ValueError):
     """An image or LMDB entry that cannot be used for training or testing (unreadable, missing, too small)."""
@@ -30,5 +32,4 @@ def one_line(exc: BaseException) -> str:
     if _WORKER_HEADER.match(text):
         last = [line for line in text.splitlines() if line.strip()][-1]
         return _QUALIFIED_NAME.sub('', last.strip(), count=1)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+    return first_line(exc)

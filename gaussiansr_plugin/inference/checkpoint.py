@@ -22,10 +22,10 @@ from torch import Tensor
 
 from ..archs.gaussiansr_arch import GaussianSR
 from ..cli.errors import UserError
-from ..safe_load import CheckpointError, describe_state_mismatch, safe_torch_load
+from ..safe_load import (PARAM_KEYS, CheckpointError, describe_state_mismatch, first_line, safe_torch_load,
+                         select_weights)
 
 DEFAULT_MODEL = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'weights', 'gaussiansr_edsrb_demo.pth')
-PARAM_KEYS = ('params_ema', 'params', 'state_dict')  # preferred first
 _TRAINING_STATE_KEYS = {'optimizers', 'schedulers', 'iter'}
 _SHOWN = 3  # mismatching keys named in an error message
 
@@ -56,11 +56,6 @@ def read_checkpoint(path: str) -> Any:
         raise UserError(str(exc)) from exc
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
 def extract_state_dict(checkpoint: Any, path: str) -> Tuple[Dict[str, Tensor], str]:
     """The network weights of a checkpoint and their key.
 
@@ -72,8 +67,7 @@ def extract_state_dict(checkpoint: Any, path: str) -> Tuple[Dict[str, Tensor], s
     if _TRAINING_STATE_KEYS <= set(checkpoint):
         raise UserError(f'{path} is a BasicSR training state (for resuming), not network weights; use a '
                         'models/net_g_*.pth file')
-    key = next((k for k in PARAM_KEYS if isinstance(checkpoint.get(k), dict)), '')
-    state = checkpoint[key] if key else checkpoint
+    state, key = select_weights(checkpoint)
     if not state or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
         raise UserError(f'{path} holds no network weights (expected {", ".join(PARAM_KEYS[:2])} or a state dict '
                         'of tensors)')
@@ -88,7 +82,7 @@ def read_network_options(yml_path: str) -> Dict[str, Any]:
         with open(yml_path) as f:
             opt = yaml.safe_load(f)
     except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f'cannot read {yml_path}: {_first_line(exc)}') from exc
+        raise UserError(f'cannot read {yml_path}: {first_line(exc)}') from exc
     if isinstance(opt, dict) and 'network_g' in opt:
         opt = opt['network_g']
     if not isinstance(opt, dict):
@@ -139,7 +133,7 @@ def build_network(options: Dict[str, Any], source: str) -> GaussianSR:
     try:
         return GaussianSR(**options)
     except (TypeError, ValueError, KeyError) as exc:
-        raise UserError(f'cannot build GaussianSR from the options in {source}: {_first_line(exc)}') from exc
+        raise UserError(f'cannot build GaussianSR from the options in {source}: {first_line(exc)}') from exc
 
 
 def check_state_dict(net: GaussianSR, state: Dict[str, Tensor], path: str, source: str) -> None:
