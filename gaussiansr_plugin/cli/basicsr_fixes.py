@@ -7,7 +7,7 @@
 - ``parse_options`` copies a top-level ``scale`` over every dataset: ours keeps a dataset's own ``scale``
   (test ymls mix x2, x3.5 and x12 sets).
 - A resumed run restarts its epoch and its augmentation streams: ours continues the data exactly
-  (``resumable_sampling``), and the model restores the RNG states saved in the training state.
+  (``data/resumable_sampler.py``), and the model restores the RNG states saved in the training state.
 - A mistake in the options (an unknown key, an impossible size, a checkpoint of another network) surfaces as a
   traceback from deep inside BasicSR: the steps before the first iteration (parsing the options, loading the
   resume state, building the datasets, loaders and the model) turn ``ValueError``, ``KeyError``, ``TypeError``,
@@ -26,7 +26,7 @@ import yaml
 
 from basicsr.utils import scandir
 from basicsr.utils.options import ordered_yaml
-from ..data import resumable_sampler as resumable_sampling
+from ..data import resumable_sampler
 from ..data.errors import one_line
 from ..safe_load import safe_torch_load
 from .errors import UserError
@@ -138,9 +138,9 @@ def apply() -> None:
         return
     basicsr.train.load_resume_state = as_user_errors(load_resume_state, lambda *a, **k: 'resume state')
     basicsr.utils.options.init_dist = init_dist
-    basicsr.train.EnlargedSampler = resumable_sampling.SeededEnlargedSampler
+    basicsr.train.EnlargedSampler = resumable_sampler.SeededEnlargedSampler
     basicsr.train.create_train_val_dataloader = as_user_errors(
-        resumable_sampling.wrap_create_train_val_dataloader(basicsr.train.create_train_val_dataloader),
+        resumable_sampler.wrap_create_train_val_dataloader(basicsr.train.create_train_val_dataloader),
         lambda *a, **k: 'datasets')
     for module in (basicsr.train, basicsr.test):
         module.parse_options = as_user_errors(keep_dataset_scales(module.parse_options), lambda *a, **k: 'options')
