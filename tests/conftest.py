@@ -1,5 +1,6 @@
 """Shared fixtures: tiny GaussianSR configs that run fast on two CPU cores."""
 import os
+import sys
 import textwrap
 
 import cv2
@@ -10,6 +11,8 @@ import yaml
 from skimage import data as skdata
 
 import gaussiansr_plugin  # noqa: F401  (BasicSR compat alias + registration)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # shared_helpers, under any import mode
 
 os.environ.setdefault('XDG_CACHE_HOME', os.path.join(os.path.dirname(__file__), '..', '.pytest_cache', 'xdg'))
 torch.set_num_threads(2)

@@ -14,8 +14,8 @@ from skimage import data as skdata
 
 from basicsr.utils.registry import ARCH_REGISTRY
 from gaussiansr_plugin.archs.gaussiansr_arch import GaussianSR
-from gaussiansr_plugin.cli import gaussiansr_cli
 from gaussiansr_plugin.inference import checkpoint
+from shared_helpers import cli
 
 ENV = dict(os.environ, PYTHONUNBUFFERED='1', GAUSSIANSR_SPLAT='reference')
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -29,15 +29,6 @@ class RunsCode:
 
     def __reduce__(self):
         return os.system, (self.command, )
-
-
-def cli(*args) -> int:
-    """``gaussiansr ARGS`` in-process; the exit code (0 when ``main`` returns)."""
-    try:
-        gaussiansr_cli.main([str(a) for a in args])
-    except SystemExit as exc:
-        return exc.code
-    return 0
 
 
 def assert_one_error_line(code, err, *must_not_exist):

@@ -6,17 +6,11 @@ from basicsr.models import build_model
 from basicsr.utils.registry import MODEL_REGISTRY
 from gaussiansr_plugin.archs.gaussian_util import make_cell, make_coord
 from gaussiansr_plugin.models.schedules import resolve_crop_border, tau_at
+from shared_helpers import model_opt
 
 
 def _opt(tiny_net_opt, tmp_path, **train):
-    return {
-        'name': 'unit', 'model_type': 'GaussianSRModel', 'num_gpu': 0, 'dist': False, 'is_train': True, 'rank': 0,
-        'network_g': tiny_net_opt,
-        'path': {'pretrain_network_g': None, 'models': str(tmp_path), 'training_states': str(tmp_path)},
-        'train': {'optim_g': {'type': 'Adam', 'lr': 1e-3}, 'scheduler': {'type': 'MultiStepLR', 'milestones': [10],
-                  'gamma': 0.5}, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0}, **train},
-        'val': {'query_chunk': 50},
-    }
+    return dict(model_opt(tiny_net_opt, tmp_path, **train), val={'query_chunk': 50})
 
 
 def _batch(b=2, q=64, size=(40, 40)):

@@ -13,20 +13,13 @@ from skimage import data as skdata
 
 from gaussiansr_plugin.archs.gaussian_util import output_size
 from gaussiansr_plugin.archs.gaussiansr_arch import GaussianSR
-from gaussiansr_plugin.cli import gaussiansr_cli, upscale_cmd
+from gaussiansr_plugin.cli import upscale_cmd
 from gaussiansr_plugin.inference import image_io
 from gaussiansr_plugin.inference.image_io import probe_size, read_image
 from gaussiansr_plugin.inference.upscaler import RenderPlan, render
+from shared_helpers import cli
 
 SCALES = [0.5, 1, 1.5, 2, 2.4, 3.7, 4, 8, 12.5, 30]
-
-
-def cli(*args) -> int:
-    try:
-        gaussiansr_cli.main([str(a) for a in args])
-    except SystemExit as exc:
-        return exc.code
-    return 0
 
 
 @pytest.fixture

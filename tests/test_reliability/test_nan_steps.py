@@ -12,18 +12,13 @@ from basicsr.models import build_model
 from basicsr.utils import MessageLogger
 from gaussiansr_plugin.archs.gaussian_util import make_cell, make_coord
 from gaussiansr_plugin.models.schedules import TrainingDiverged
+from shared_helpers import model_opt
 
 ENV = dict(os.environ, PYTHONUNBUFFERED='1', GAUSSIANSR_SPLAT='reference')
 
 
 def _opt(tiny_net_opt, tmp_path, **train):
-    return {
-        'name': 'nan', 'model_type': 'GaussianSRModel', 'num_gpu': 0, 'dist': False, 'is_train': True, 'rank': 0,
-        'network_g': tiny_net_opt,
-        'path': {'pretrain_network_g': None, 'models': str(tmp_path), 'training_states': str(tmp_path)},
-        'train': {'optim_g': {'type': 'Adam', 'lr': 1e-3}, 'scheduler': {'type': 'MultiStepLR', 'milestones': [10],
-                  'gamma': 0.5}, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0}, 'ema_decay': 0.9, **train},
-    }
+    return model_opt(tiny_net_opt, tmp_path, name='nan', **{'ema_decay': 0.9, **train})
 
 
 def _batch(gt_value=None, b=2, q=32, size=(24, 24)):
