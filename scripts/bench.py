@@ -8,8 +8,6 @@ plus the training step (B16, 48x48 LR, 2304 queries, x4). CUDA: CUDA events afte
 import argparse
 import json
 import platform
-import statistics
-import time
 from datetime import datetime, timezone
 
 import torch
@@ -17,6 +15,7 @@ import torch
 import gaussiansr_plugin  # noqa: F401
 from basicsr.utils.registry import ARCH_REGISTRY
 from gaussiansr_plugin.archs.gaussian_util import make_cell, make_coord
+from gaussiansr_plugin.inference.profiling import time_call
 
 GPU_CASES = [(64, 2), (64, 6), (128, 4), (256, 4), (64, 12), (512, 4), (1024, 4), (2048, 4)]
 CPU_CASES = [(32, 2), (32, 4), (64, 4)]
@@ -30,20 +29,7 @@ def timer(device: torch.device, fn, warmup: int, reps: int) -> float:
     if device.type == 'cuda':
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(reps):
-        if device.type == 'cuda':
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return time_call(fn, device, reps, warmup=0)
 
 
 def measure(device, fn, warmup, reps) -> dict:

@@ -13,13 +13,12 @@ import argparse
 import datetime
 import functools
 import json
-import statistics
 import sys
-import time
 from typing import Callable, Dict, List, Optional
 
 import torch
 
+from gaussiansr_plugin.inference.profiling import time_call
 from gaussiansr_plugin.ops.splat import splat
 
 CUDA_CASES = [
@@ -51,23 +50,8 @@ def make_case(case: Dict, device: torch.device) -> List[torch.Tensor]:
 
 
 def median_time(fn: Callable[[], object], runs: int, warmup: int, device: torch.device) -> float:
-    """Median wall time of ``fn`` in seconds."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        if device.type == 'cuda':
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    """Median wall time of ``fn`` in seconds (the package's CUDA-event / perf_counter timer)."""
+    return time_call(fn, device, runs, warmup) / 1e3
 
 
 def peak_memory(fn: Callable[[], object], device: torch.device) -> Optional[float]:
