@@ -149,6 +149,18 @@ def time_iterations(race, overrides: Dict[str, object], steps: int) -> float:
     return float(np.median(times))
 
 
+def with_progress(make_batch: Callable, every: int) -> Callable:
+    """The harness's batch maker, printing the iteration and elapsed seconds every ``every`` batches."""
+    count, start = [0], time.time()
+
+    def counted(*args, **kwargs):
+        if count[0] % every == 0:
+            print(f'iteration {count[0]}, {time.time() - start:.0f} s', file=sys.stderr, flush=True)
+        count[0] += 1
+        return make_batch(*args, **kwargs)
+    return counted
+
+
 def run_race(race, peer: str, overrides: Dict[str, object], harness_args: List[str], eval_sets: List[str],
              crops: Optional[str], crop_photos: List[str], weights: Optional[str]) -> None:
     """Train and score through the harness, then add SSIM, eval variants, crops and weights to its JSON."""
@@ -160,6 +172,7 @@ def run_race(race, peer: str, overrides: Dict[str, object], harness_args: List[s
         return built['net'], fwd, built['up']
 
     race.build = build
+    race.batch = with_progress(race.batch, every=500)
     sys.argv = ['quality_race.py', '--peer', peer, *harness_args]
     race.main()
     parser = argparse.ArgumentParser()
