@@ -1,8 +1,10 @@
 """Latency and peak memory of GaussianSR (EDSR-baseline, random weights, batch 1) per LR->HR case, fp32 and bf16,
 plus the training step (B16, 48x48 LR, 2304 queries, x4). CUDA: CUDA events after warm-up, median of --reps runs,
 ``torch.cuda.max_memory_allocated``. CPU: perf_counter median, smaller cases (a sanity figure only).
+``--cuda-graph`` adds the same cases replayed from CUDA graphs (``GraphedUpsample``) up to 1024x1024 outputs;
+``--tf32`` adds fp32 with TF32 tensor-core matmuls (``torch.backends.cuda.matmul.allow_tf32``).
 
-    python scripts/bench.py --json docs/logs/bench.json > docs/logs/bench.md
+    python scripts/bench.py --cuda-graph --tf32 --json docs/logs/bench.json > docs/logs/bench.md
     python scripts/bench.py --device cpu --reps 3
 """
 import argparse
@@ -15,10 +17,12 @@ import torch
 import gaussiansr_plugin  # noqa: F401
 from basicsr.utils.registry import ARCH_REGISTRY
 from gaussiansr_plugin.archs.gaussian_util import make_cell, make_coord
+from gaussiansr_plugin.inference.cuda_graph import GraphedUpsample
 from gaussiansr_plugin.inference.profiling import time_call
 
 GPU_CASES = [(64, 2), (64, 6), (128, 4), (256, 4), (64, 12), (512, 4), (1024, 4), (2048, 4)]
 CPU_CASES = [(32, 2), (32, 4), (64, 4)]
+GRAPH_MAX_HR = 1024  # beyond this the GPU, not the launches, sets the pace
 
 
 def timer(device: torch.device, fn, warmup: int, reps: int) -> float:
@@ -45,22 +49,37 @@ def measure(device, fn, warmup, reps) -> dict:
     return row
 
 
-def bench_inference(net, device, cases, dtype, chunk, warmup, reps):
+def bench_inference(net, device, cases, dtype, chunk, warmup, reps, graph=False, tf32=False):
+    """One row per case; ``graph``: replayed from a CUDA graph; ``tf32``: fp32 matmuls on TF32 tensor cores."""
     rows = []
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    graphed = GraphedUpsample(net, chunk, None if dtype == torch.float32 else dtype) if graph else None
     for side, scale in cases:
         lq = torch.rand(1, 3, side, side, device=device)
         size = (round(side * scale), round(side * scale))
+        if graph and size[0] > GRAPH_MAX_HR:
+            continue
 
         def run():
+            if graphed:
+                return graphed(lq, size)
             with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
                 return net.upsample(lq, size, chunk_size=chunk)
 
         big = size[0] * size[1] > 4e6
-        row = {'lr': side, 'scale': scale, 'hr': size[0], 'dtype': str(dtype).split('.')[-1]}
+        row = {'lr': side, 'scale': scale, 'hr': size[0], 'dtype': str(dtype).split('.')[-1], 'graph': graph,
+               'tf32': tf32}
         row.update(measure(device, run, 1 if big else warmup, max(3, reps // 5) if big else reps))
         rows.append(row)
         print(json.dumps(row), flush=True)
+    torch.backends.cuda.matmul.allow_tf32 = False
     return rows
+
+
+def variant(row: dict) -> str:
+    """Column label of an inference row: its dtype, +tf32, +graph."""
+    name = {'float32': 'fp32', 'bfloat16': 'bf16'}[row['dtype']]
+    return name + ('+tf32' if row.get('tf32') else '') + (' graph' if row.get('graph') else '')
 
 
 def bench_train(net, device, dtype, warmup, reps, scale=4.0, batch=16, q=2304):
@@ -88,20 +107,24 @@ def bench_train(net, device, dtype, warmup, reps, scale=4.0, batch=16, q=2304):
 
 
 def markdown(result: dict) -> str:
+    variants = list(dict.fromkeys(variant(row) for row in result['inference']))
     lines = [f"GaussianSR (EDSR-baseline) on {result['device_name']}, torch {result['torch']}, {result['date']}",
-             '', '| case | fp32 ms | fp32 peak GiB | bf16 ms | bf16 peak GiB |', '|---|---|---|---|---|']
+             '', '| case | ' + ' | '.join(f'{v} ms | {v} GiB' for v in variants) + ' |',
+             '|---|' + '---|---|' * len(variants)]
     by_case = {}
     for row in result['inference']:
-        by_case.setdefault((row['lr'], row['scale'], row['hr']), {})[row['dtype']] = row
+        by_case.setdefault((row['lr'], row['scale'], row['hr']), {})[variant(row)] = row
     for (lr, s, hr), rows in by_case.items():
         cells = []
-        for dt in ('float32', 'bfloat16'):
-            r = rows.get(dt, {})
-            cells += [f"{r['ms']:.2f}" if 'ms' in r else r.get('error', '-'), f"{r.get('peak_gib', float('nan')):.3f}"]
+        for v in variants:
+            r = rows.get(v, {})
+            cells += [f"{r['ms']:.2f}" if 'ms' in r else r.get('error', '-'),
+                      f"{r['peak_gib']:.3f}" if 'peak_gib' in r else '-']
         lines.append(f'| {lr}->{hr} x{s:g} | ' + ' | '.join(cells) + ' |')
     for row in result['train']:
         lines.append(f"| train step B{row['train_batch']} 48² {row['queries']}q x{row['scale']:g} ({row['dtype']}) | "
-                     f"{row.get('ms', float('nan')):.2f} | {row.get('peak_gib', float('nan')):.3f} | | |")
+                     f"{row.get('ms', float('nan')):.2f} | {row.get('peak_gib', float('nan')):.3f} |" +
+                     ' |' * (2 * len(variants) - 2))
     return '\n'.join(lines)
 
 
@@ -112,21 +135,32 @@ def main() -> None:
     parser.add_argument('--warmup', type=int, default=5)
     parser.add_argument('--chunk', type=int, default=None, help='queries per chunk (default: the arch default)')
     parser.add_argument('--json', default=None)
+    parser.add_argument('--cuda-graph', action='store_true', help='add CUDA-graph replays (CUDA only)')
+    parser.add_argument('--tf32', action='store_true', help='add fp32 with TF32 matmuls (CUDA only)')
+    parser.add_argument('--max-hr', type=int, default=None, help='skip cases with larger outputs')
+    parser.add_argument('--no-train', action='store_true', help='skip the training step')
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
     net = ARCH_REGISTRY.get('GaussianSR')().to(device).eval()
-    cases = GPU_CASES if device.type == 'cuda' else CPU_CASES
+    cases = [(side, scale) for side, scale in (GPU_CASES if device.type == 'cuda' else CPU_CASES)
+             if not args.max_hr or round(side * scale) <= args.max_hr]
     dtypes = [torch.float32, torch.bfloat16]
+    cuda = device.type == 'cuda'
+    variants = [(dt, False, False) for dt in dtypes]
+    variants += [(torch.float32, False, True)] if args.tf32 and cuda else []
+    variants += [(dt, True, False) for dt in dtypes] if args.cuda_graph and cuda else []
     result = {
         'date': datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
         'device_name': torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu',
         'torch': torch.__version__, 'params': sum(p.numel() for p in net.parameters()),
         'inference': [
-            r for dt in dtypes for r in bench_inference(net, device, cases, dt, args.chunk, args.warmup, args.reps)
+            r for dt, graph, tf32 in variants
+            for r in bench_inference(net, device, cases, dt, args.chunk, args.warmup, args.reps, graph, tf32)
         ],
-        'train': [bench_train(net, device, dt, args.warmup, max(5, args.reps // 2)) for dt in dtypes],
+        'train': [] if args.no_train else [bench_train(net, device, dt, args.warmup, max(5, args.reps // 2))
+                                           for dt in dtypes],
     }
     print(markdown(result))
     if args.json:

@@ -26,8 +26,16 @@ def make_coord(shape: Sequence[int], flatten: bool = True, device: Optional[torc
 def make_cell(num: int, size: Sequence[int], device: Optional[torch.device] = None,
               dtype: torch.dtype = torch.float32) -> Tensor:
     """Cell size ``(2/H, 2/W)`` of an ``H x W`` output for ``num`` queries, [num, 2]."""
-    cell = torch.tensor([2.0 / size[0], 2.0 / size[1]], device=device, dtype=dtype)
-    return cell.expand(num, 2).clone()
+    return pair_tensor(2.0 / size[0], 2.0 / size[1], device, dtype).expand(num, 2).clone()
+
+
+def pair_tensor(first: float, second: float, device: Optional[torch.device] = None,
+                dtype: torch.dtype = torch.float32) -> Tensor:
+    """``[first, second]`` made on ``device`` by fills: ``torch.tensor(list, device='cuda')`` copies from pageable
+    host memory, which waits for the GPU to drain its queue (and cannot be captured in a CUDA graph)."""
+    pair = torch.full((2,), first, device=device, dtype=dtype)
+    pair[1] = second
+    return pair
 
 
 def output_size(lr_size: Sequence[int], scale: float) -> tuple:

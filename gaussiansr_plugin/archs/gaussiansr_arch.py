@@ -15,7 +15,7 @@ from ..ops.splat import splat
 from .decoder import MLPDecoder
 from .encoders import build_encoder
 from ..option_checks import strict_kwargs
-from .gaussian_util import make_cell, make_coord
+from .gaussian_util import make_cell, make_coord, pair_tensor
 from .sgs import GaussianBank, GaussianHead, density_factor, select_kernels
 from .tiling import Tile, tile_plan
 
@@ -184,7 +184,7 @@ class GaussianSR(nn.Module):
         num_side_feat = feat.shape[1] - ng
         if num_side_feat > 0:
             parts.append(sampled[..., :num_side_feat].to(feat.dtype))
-        lr_size = coord.new_tensor([h, w])
+        lr_size = pair_tensor(h, w, coord.device, coord.dtype)
         pos = (coord + 1) * lr_size / 2 - 0.5  # continuous LR-pixel position
         rel = 2 * (pos - torch.floor(pos + 0.5))  # offset to the nearest LR centre, in [-1, 1]
         parts += [rel.to(feat.dtype), (cell * lr_size).to(feat.dtype)]
@@ -265,5 +265,5 @@ class GaussianSR(nn.Module):
         ys = (torch.arange(t.hr_y0, t.hr_y1, device=lq.device) + 0.5) / sy - t.lr_y0
         xs = (torch.arange(t.hr_x0, t.hr_x1, device=lq.device) + 0.5) / sx - t.lr_x0
         coord = torch.stack(torch.meshgrid(2 * ys / ph - 1, 2 * xs / pw - 1, indexing='ij'), dim=-1).reshape(-1, 2)
-        cell = patch.new_tensor([2 / (sy * ph), 2 / (sx * pw)]).expand(1, 2)
+        cell = pair_tensor(2 / (sy * ph), 2 / (sx * pw), lq.device, lq.dtype).expand(1, 2)
         return self._render_grid(patch, coord, cell, (t.hr_y1 - t.hr_y0, t.hr_x1 - t.hr_x0), chunk_size)
