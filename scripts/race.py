@@ -77,6 +77,7 @@ def downscale(race, hr: torch.Tensor, side: int) -> torch.Tensor:
 
 def evaluate(race, up: Callable, photos: List[torch.Tensor]) -> Dict[str, dict]:
     """PSNR-Y and SSIM-Y per harness scale on its held-out crops (240x240 centre, border ceil(s))."""
+    import gaussiansr_plugin  # noqa: F401  (makes BasicSR importable with current torchvision)
     from basicsr.metrics import calculate_ssim
     scores = {}
     with torch.no_grad():
