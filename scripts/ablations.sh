@@ -5,7 +5,7 @@
 # Rows: the variants below, plus `official` and `liif` (exported into .peers/<owner>+<name>/).
 # `default` is also scored with soft kernel selection at evaluation and saves its weights; `default`, `official` and
 # `liif` save the visual crops into OUT_DIR/crops. TIMING_STEPS=N first times N training iterations of each ours row
-# alone (sequentially, before the races share the GPU).
+# alone (sequentially, before the races share the GPU); TIMING_ONLY=1 stops after that.
 set -euo pipefail
 OUT="${1:?output folder}"; ITERS="${2:-6000}"; shift $(( $# >= 2 ? 2 : $# ))
 mkdir -p "$OUT"
@@ -37,6 +37,7 @@ if [ -n "${TIMING_STEPS:-}" ]; then
     python scripts/race.py --timing "$TIMING_STEPS" $(sed 's/--eval-set [^ ]*\|--crops [^ ]*\|--save-weights [^ ]*//g' \
       <<< "${VARIANTS[$row]}") > "$OUT/timing_$row.json"
   done
+  [ -z "${TIMING_ONLY:-}" ] || exit 0
 fi
 for row in "${ROWS[@]}"; do
   # shellcheck disable=SC2086
