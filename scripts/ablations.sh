@@ -17,7 +17,7 @@ declare -A VARIANTS=(
   [ng64]="--set num_gaussian_channels=64"
   [bank400]="--set bank_size=400"
   [bank900]="--set bank_size=900"
-  [density]="--set gaussian_norm=density"
+  [peak]="--set gaussian_norm=peak"
   [softtrain]="--set gumbel_hard=false"
   [r2]="--set radius=2"
   [r4]="--set radius=4"

@@ -67,8 +67,8 @@ class GaussianSR(nn.Module):
         tau (float): Gumbel-softmax temperature (the model may anneal it). Default: 1.
         gumbel_hard (bool): Straight-through one-hot Gumbel samples in training. Default: True.
         eval_selection (str): ``argmax`` or ``soft`` kernel choice at evaluation. Default: 'argmax'.
-        gaussian_norm (str): ``peak`` (kernel peak = opacity) or ``density`` (x 1/(2 pi sqrt|Sigma|)).
-            Default: 'peak'.
+        gaussian_norm (str): ``density`` (x 1/(2 pi sqrt|Sigma|), the paper's Eq. (3)) or ``peak`` (kernel peak =
+            opacity, the official code). Default: 'density' (ahead at every scale in docs/quality.md's ablation).
         mlp_hidden (Sequence[int]): Decoder widths. Default: (256, 256, 256, 256).
         residual (str | None): ``bicubic`` adds the bicubic-upsampled LR image; ``none``/None disables it.
             Default: 'bicubic'.
@@ -88,7 +88,7 @@ class GaussianSR(nn.Module):
                  tau: float = 1.0,
                  gumbel_hard: bool = True,
                  eval_selection: str = 'argmax',
-                 gaussian_norm: str = 'peak',
+                 gaussian_norm: str = 'density',
                  mlp_hidden: Sequence[int] = (256, 256, 256, 256),
                  residual: Optional[str] = 'bicubic',
                  head_hidden: int = 64,

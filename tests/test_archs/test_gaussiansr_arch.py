@@ -1,4 +1,5 @@
 import copy
+import math
 import subprocess
 import sys
 
@@ -191,7 +192,10 @@ def _plain_query(net, lq, coord, cell):
     feat = net.encode(lq)
     k = net.gaussians(feat)
     ng, (h, w) = net.num_gaussian_channels, feat.shape[-2:]
-    splatted = splat_reference(feat[:, :ng], k[:, :2], k[:, 2:3], k[:, 3:4], coord, net.radius)
+    opacity = k[:, 3:4]
+    if net.gaussian_norm == 'density':  # the bivariate normal density's factor 1 / (2 pi sy sx sqrt(1 - rho^2))
+        opacity = opacity / (2 * math.pi * k[:, 0:1] * k[:, 1:2] * torch.sqrt(1 - k[:, 2:3] ** 2))
+    splatted = splat_reference(feat[:, :ng], k[:, :2], k[:, 2:3], opacity, coord, net.radius)
     pos = (coord + 1) * torch.tensor([h, w]) / 2 - 0.5
     rel = 2 * (pos - torch.floor(pos + 0.5))
     x = torch.cat([splatted, sample_bicubic(feat[:, ng:], coord), rel, cell * torch.tensor([h, w])], dim=-1)
