@@ -38,7 +38,8 @@ def plot_loss(paths: List[str], out: str) -> None:
             result = json.load(f)
         losses = smooth(result['loss_every_100'])
         offset = (len(result['loss_every_100']) - len(losses)) // 2
-        label = CROP_TITLES.get(result['peer'], result['peer'])
+        variant = ', '.join(f'{k}={v}' for k, v in result.get('variant', {}).items())
+        label = CROP_TITLES.get(result['peer'], result['peer']) + (f' ({variant})' if variant else '')
         ax.plot((np.arange(len(losses)) + offset) * 100, losses, lw=1.2, label=label)
     ax.set(xlabel='iteration', ylabel='L1 loss (train batch, mean of 5 logs)', yscale='log',
            title='equal-budget race: training loss')
@@ -55,7 +56,7 @@ def plot_crops(folder: str, out: str) -> None:
     if not keys:
         raise SystemExit(f'error: no crops in {folder}')
     fig, axes = plt.subplots(len(keys), len(columns), figsize=(2.3 * len(columns), 2.4 * len(keys)), squeeze=False)
-    for row, key in zip(axes, keys):
+    for index, (row, key) in enumerate(zip(axes, keys)):
         hr = cv2.imread(os.path.join(folder, f'{key}_hr.png'))
         for ax, kind in zip(row, columns):
             img = cv2.imread(os.path.join(folder, f'{key}_{kind}.png'))
@@ -65,7 +66,7 @@ def plot_crops(folder: str, out: str) -> None:
                 ax.imshow(img[..., ::-1])
             ax.set_xticks([])
             ax.set_yticks([])
-            if row is axes[0]:
+            if index == 0:
                 ax.set_title(CROP_TITLES[kind], fontsize=9)
         row[0].set_ylabel(key.replace('_x', '\nx'), fontsize=8)
     fig.tight_layout()

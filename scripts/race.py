@@ -250,7 +250,7 @@ def main() -> None:
     parser.add_argument('--eval-set', action='append', default=[], metavar='KEY=VALUE',
                         help='also score the trained net with this attribute changed (ours only)')
     parser.add_argument('--crops', metavar='DIR', help='save x4/x8 crops of --crop-photos here')
-    parser.add_argument('--crop-photos', nargs='+', default=['lxqt_butterfly.png', 'mate_LadyBird.png'],
+    parser.add_argument('--crop-photos', nargs='+', default=['lxqt_butterfly.png', 'plasma_EveningGlow.png'],
                         help='file names in the eval dir')
     parser.add_argument('--save-weights', metavar='PTH')
     parser.add_argument('--timing', type=int, metavar='STEPS', help='only time STEPS training iterations')

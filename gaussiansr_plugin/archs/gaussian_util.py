@@ -31,10 +31,11 @@ def make_cell(num: int, size: Sequence[int], device: Optional[torch.device] = No
 
 def pair_tensor(first: float, second: float, device: Optional[torch.device] = None,
                 dtype: torch.dtype = torch.float32) -> Tensor:
-    """``[first, second]`` made on ``device`` by fills: ``torch.tensor(list, device='cuda')`` copies from pageable
-    host memory, which waits for the GPU to drain its queue (and cannot be captured in a CUDA graph)."""
+    """``[first, second]`` made on ``device`` by two fill kernels. ``torch.tensor(list, device='cuda')`` and
+    ``pair[1] = value`` copy from pageable host memory, which waits for the GPU to drain its queue and cannot be
+    captured in a CUDA graph; ``fill_`` passes the value as a kernel argument."""
     pair = torch.full((2,), first, device=device, dtype=dtype)
-    pair[1] = second
+    pair[1:].fill_(second)
     return pair
 
 

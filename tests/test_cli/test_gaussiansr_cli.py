@@ -229,14 +229,9 @@ def test_malicious_checkpoint_is_refused_and_never_runs(tmp_path, tiny_model, ph
     garbage = tmp_path / 'garbage.png'
     garbage.write_bytes(b'\x89PNG\r\n\x1a\n' + b'\x00' * 64)  # OpenCV's own messages must not reach stderr either
     for bad in (['--model', str(evil), src], ['--model', model, str(garbage)]):
-        proc = subprocess.run([
-            sys.executable, '-m', 'gaussiansr_plugin.cli.gaussiansr_cli', 'upscale', bad[2],
-            str(out), '--scale', '2', *bad[:2]
-        ],
-                              env=ENV,
-                              capture_output=True,
-                              text=True,
-                              timeout=120)
+        cmd = [sys.executable, '-m', 'gaussiansr_plugin.cli.gaussiansr_cli', 'upscale', bad[2], str(out),
+               '--scale', '2', *bad[:2]]
+        proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=120)
         assert_one_error_line(proc.returncode, proc.stderr, out, marker)
 
 

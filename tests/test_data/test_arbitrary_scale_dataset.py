@@ -104,8 +104,8 @@ def test_crop_comes_from_the_image(hr_dir):
     crop = crop_of(item)
     img = cv2.imread(item['gt_path'])[..., ::-1].astype(np.float32) / 255.
     side = crop.shape[0]
-    hits = [(t, l) for t in range(img.shape[0] - side + 1) for l in range(img.shape[1] - side + 1)
-            if np.array_equal(img[t:t + side, l:l + side], crop)]
+    hits = [(top, left) for top in range(img.shape[0] - side + 1) for left in range(img.shape[1] - side + 1)
+            if np.array_equal(img[top:top + side, left:left + side], crop)]
     assert hits
 
 
