@@ -1,0 +1,27 @@
+"""scripts/bench.py (CPU sanity run) and scripts/plot_bench.py produce what docs/benchmarks.md is made from."""
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_bench_cpu_json_and_table(tmp_path):
+    out = tmp_path / 'bench.json'
+    cmd = [sys.executable, os.path.join(ROOT, 'scripts', 'bench.py'), '--device', 'cpu', '--reps', '1', '--warmup', '0',
+           '--max-hr', '64', '--no-train', '--cuda-graph', '--tf32', '--json', str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(out.read_text())
+    rows = result['inference']
+    assert [(r['lr'], r['hr'], r['dtype']) for r in rows] == [(32, 64, 'float32'), (32, 64, 'bfloat16')]
+    assert all(r['ms'] > 0 and not r['graph'] and not r['tf32'] for r in rows)  # CUDA-only variants skipped on CPU
+    assert result['train'] == [] and '| 32->64 x2 |' in run.stdout and '| case | fp32 ms |' in run.stdout
+
+
+def test_plot_bench_from_recorded_json(tmp_path):
+    png = tmp_path / 'scaling.png'
+    subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'plot_bench.py'),
+                    os.path.join(ROOT, 'docs', 'logs', 'bench_h200_2026-11-29.json'), str(png)], check=True)
+    assert png.stat().st_size > 10000
