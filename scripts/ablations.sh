@@ -6,6 +6,9 @@
 # `default` is also scored with soft kernel selection at evaluation and saves its weights; `default`, `official` and
 # `liif` save the visual crops into OUT_DIR/crops. TIMING_STEPS=N first times N training iterations of each ours row
 # alone (sequentially, before the races share the GPU); TIMING_ONLY=1 stops after that.
+# Budget: each ours row is ~70 s of exclusive H200 time at 6000 iterations, the official GaussianSR ~250 s, LIIF
+# ~120 s; rows sharing the GPU split it (five rows took 570 s). On the lent device, tar OUT_DIR into one file: a
+# call returns at most 8 files.
 set -euo pipefail
 OUT="${1:?output folder}"; ITERS="${2:-6000}"; shift $(( $# >= 2 ? 2 : $# ))
 mkdir -p "$OUT"
