@@ -159,7 +159,17 @@ class GaussianSR(nn.Module):
         Returns:
             Tensor: RGB in [0, 1] space (not clamped), [B, Q, 3].
         """
-        return self._query(feat, kernels, self._bicubic_stream(lq, feat), coord, cell)
+        return self._query(feat, self._splat_params(kernels), self._bicubic_stream(lq, feat), coord, cell)
+
+    def _splat_params(self, kernels: Optional[Tensor]) -> Optional[Tuple[Tensor, Tensor, Tensor]]:
+        """(sigma, rho, opacity) as the op takes them, the density factor folded into the opacity; once per image,
+        not per query chunk."""
+        if kernels is None:
+            return None
+        sigma, rho, opacity = kernels[:, :2], kernels[:, 2:3], kernels[:, 3:4]
+        if self.gaussian_norm == 'density':
+            opacity = opacity * density_factor(sigma, rho)
+        return sigma, rho, opacity
 
     def _bicubic_stream(self, lq: Tensor, feat: Tensor) -> Tensor:
         """The maps sampled bicubically at each query: non-splatted features, then the normalised LR image if the
@@ -169,16 +179,15 @@ class GaussianSR(nn.Module):
             side = torch.cat([side, self.normalize(lq).to(side.dtype)], dim=1)
         return side
 
-    def _query(self, feat: Tensor, kernels: Optional[Tensor], side: Tensor, coord: Tensor, cell: Tensor) -> Tensor:
-        """``query`` with the bicubic-stream maps (``_bicubic_stream``) computed once per image."""
+    def _query(self, feat: Tensor, splat_params: Optional[Tuple[Tensor, Tensor, Tensor]], side: Tensor, coord: Tensor,
+               cell: Tensor) -> Tensor:
+        """``query`` with the splat parameters (``_splat_params``) and the bicubic-stream maps (``_bicubic_stream``)
+        computed once per image."""
         h, w = feat.shape[-2:]
         ng = self.num_gaussian_channels
         parts = []
         if ng > 0:
-            sigma, rho, opacity = kernels[:, :2], kernels[:, 2:3], kernels[:, 3:4]
-            if self.gaussian_norm == 'density':
-                opacity = opacity * density_factor(sigma, rho)
-            splatted = splat(feat[:, :ng], sigma, rho, opacity, coord, self.radius, backend=self.splat_backend)
+            splatted = splat(feat[:, :ng], *splat_params, coord, self.radius, backend=self.splat_backend)
             parts.append(splatted.to(feat.dtype))
         sampled = sample_bicubic(side, coord) if side.shape[1] > 0 else None
         num_side_feat = feat.shape[1] - ng
@@ -214,12 +223,12 @@ class GaussianSR(nn.Module):
         """
         b = lq.shape[0]
         feat = self.encode(lq)
-        kernels = self.gaussians(feat)
+        splat_params = self._splat_params(self.gaussians(feat))
         side = self._bicubic_stream(lq, feat)
         out = lq.new_empty(b, coord.shape[0], 3)
         for i in range(0, coord.shape[0], chunk_size):
             c = coord[None, i:i + chunk_size].expand(b, -1, -1)
-            out[:, i:i + chunk_size] = self._query(feat, kernels, side, c, cell.expand(b, c.shape[1], 2))
+            out[:, i:i + chunk_size] = self._query(feat, splat_params, side, c, cell.expand(b, c.shape[1], 2))
         return out.view(b, grid_size[0], grid_size[1], 3).permute(0, 3, 1, 2)
 
     def upsample(self, lq: Tensor, size: Tuple[int, int], chunk_size: Optional[int] = None,
