@@ -25,6 +25,8 @@ declare -A VARIANTS=(
   [r2]="--set radius=2"
   [r4]="--set radius=4"
   [nores]="--set residual=none"
+  [banklr10]="--bank-lr-mult 10"
+  [banklr100]="--bank-lr-mult 100"
   [official]="--peer gaussiansr --crops $OUT/crops"
   [liif]="--peer liif --crops $OUT/crops"
 )
@@ -33,12 +35,13 @@ ROWS=("$@")
 for row in "${ROWS[@]}"; do
   [ -n "${VARIANTS[$row]+x}" ] || { echo "error: unknown row $row (rows: ${!VARIANTS[*]})" >&2; exit 2; }
 done
+NOT_TIMED='--eval-set [^ ]*\|--crops [^ ]*\|--save-weights [^ ]*\|--bank-lr-mult [^ ]*'  # flags a timing run ignores
 if [ -n "${TIMING_STEPS:-}" ]; then
   for row in "${ROWS[@]}"; do
     case "$row" in official|liif) continue ;; esac
     # shellcheck disable=SC2086
-    python scripts/race.py --timing "$TIMING_STEPS" $(sed 's/--eval-set [^ ]*\|--crops [^ ]*\|--save-weights [^ ]*//g' \
-      <<< "${VARIANTS[$row]}") > "$OUT/timing_$row.json"
+    python scripts/race.py --timing "$TIMING_STEPS" $(sed "s/$NOT_TIMED//g" <<< "${VARIANTS[$row]}") \
+      > "$OUT/timing_$row.json"
   done
   [ -z "${TIMING_ONLY:-}" ] || exit 0
 fi

@@ -162,11 +162,23 @@ def with_progress(make_batch: Callable, every: int) -> Callable:
     return counted
 
 
+def with_bank_lr(adam: Callable, built: dict, mult: float) -> Callable:
+    """The harness's ``Adam(net.parameters(), lr)`` with the built net's Gaussian bank in a group at ``mult`` x lr."""
+    def make(params, lr, **kwargs):
+        bank = {id(p) for p in built['net'].bank.parameters()}
+        params = list(params)
+        return adam([{'params': [p for p in params if id(p) not in bank]},
+                     {'params': [p for p in params if id(p) in bank], 'lr': lr * mult}], lr, **kwargs)
+    return make
+
+
 def run_race(race, peer: str, overrides: Dict[str, object], harness_args: List[str], eval_sets: List[str],
-             crops: Optional[str], crop_photos: List[str], weights: Optional[str]) -> None:
+             crops: Optional[str], crop_photos: List[str], weights: Optional[str], bank_lr_mult: float = 1) -> None:
     """Train and score through the harness, then add SSIM, eval variants, crops and weights to its JSON."""
     built = {}
     harness_build = race.build
+    if bank_lr_mult != 1:
+        race.torch.optim.Adam = with_bank_lr(race.torch.optim.Adam, built, bank_lr_mult)
 
     def build(name):
         built['net'], fwd, built['up'] = build_ours(race, overrides) if peer == 'ours' else harness_build(name)
@@ -182,7 +194,8 @@ def run_race(race, peer: str, overrides: Dict[str, object], harness_args: List[s
     known, _ = parser.parse_known_args(harness_args)
     net, up = built['net'].eval(), built['up']
     photos = race.load_dir(os.path.join(known.eval_dir, '*.png'))
-    extra = {'variant': overrides, 'ssim': evaluate(race, up, photos), 'bicubic_ssim': bicubic_ssim(race, photos)}
+    extra = {'variant': overrides, 'bank_lr_mult': bank_lr_mult, 'ssim': evaluate(race, up, photos),
+             'bicubic_ssim': bicubic_ssim(race, photos)}
     for assignment in eval_sets:  # each on its own, from the trained configuration
         changes = parse_overrides([assignment])
         saved = {key: getattr(net, key) for key in changes}
@@ -249,6 +262,8 @@ def main() -> None:
                         help='GaussianSR constructor override (ours only)')
     parser.add_argument('--eval-set', action='append', default=[], metavar='KEY=VALUE',
                         help='also score the trained net with this attribute changed (ours only)')
+    parser.add_argument('--bank-lr-mult', type=float, default=1.0,
+                        help="the bank's learning rate as a multiple of the harness's (ours only)")
     parser.add_argument('--crops', metavar='DIR', help='save x4/x8 crops of --crop-photos here')
     parser.add_argument('--crop-photos', nargs='+', default=['lxqt_butterfly.png', 'plasma_EveningGlow.png'],
                         help='file names in the eval dir')
@@ -261,15 +276,17 @@ def main() -> None:
         print(table(sorted(p for pattern in args.table for p in glob.glob(pattern) or [pattern])))
         return
     overrides = parse_overrides(args.overrides)
-    if args.peer != 'ours' and (overrides or args.eval_set):
-        raise SystemExit('error: --set and --eval-set apply to --peer ours only')
+    if args.peer != 'ours' and (overrides or args.eval_set or args.bank_lr_mult != 1):
+        raise SystemExit('error: --set, --eval-set and --bank-lr-mult apply to --peer ours only')
+    if not args.bank_lr_mult > 0:
+        raise SystemExit(f'error: --bank-lr-mult must be > 0, got {args.bank_lr_mult}')
     race = load_harness(args.harness, args.device)
     torch.manual_seed(0)
     if args.timing:
         print(json.dumps({'variant': overrides, 'ms_per_iter': time_iterations(race, overrides, args.timing)}))
         return
     run_race(race, args.peer, overrides, [a for a in rest if a != '--'], args.eval_set, args.crops,
-             args.crop_photos, args.save_weights)
+             args.crop_photos, args.save_weights, args.bank_lr_mult)
 
 
 if __name__ == '__main__':

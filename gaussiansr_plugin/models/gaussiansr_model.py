@@ -24,7 +24,8 @@ class GaussianSRModel(SRModel):
     Training items carry ``lq`` [B, 3, h, w], ``coord``/``cell`` [B, Q, 2] and ``gt_q`` [B, Q, 3]; validation and
     test items carry ``lq`` and ``gt`` images plus ``scale``. Extra ``train`` options: ``amp`` (``bf16`` autocast),
     ``grad_clip`` (max gradient norm), ``tau_schedule`` ({start, end, iters, type: linear|exp}),
-    ``max_nan_steps`` (consecutive non-finite steps skipped before stopping; default 10). Extra ``val`` options:
+    ``max_nan_steps`` (consecutive non-finite steps skipped before stopping; default 10), ``bank_lr_mult`` (the Gaussian
+    bank's learning rate as a multiple of ``optim_g.lr``, in its own parameter group; default 1). Extra ``val`` options:
     ``query_chunk``, ``tile``, ``tile_overlap``; ``crop_border`` of a metric may be an int, ``scale`` or ``scale+N``.
     """
 
@@ -34,6 +35,26 @@ class GaussianSRModel(SRModel):
         self._last_finite_iter = 0
         if self.is_train:
             self._max_nan_steps()  # a bad value fails before training starts
+
+    def setup_optimizers(self):
+        """BasicSR's, except with ``train.bank_lr_mult`` != 1: the bank then trains in a second parameter group at that
+        multiple of the learning rate (its gradients disagree from batch to batch, docs/quality.md), and the
+        schedulers scale both groups alike."""
+        mult = self.opt['train'].get('bank_lr_mult', 1)
+        if isinstance(mult, bool) or not isinstance(mult, (int, float)) or not mult > 0:
+            raise ValueError(f'train.bank_lr_mult must be a number > 0, got {mult!r}')
+        if mult == 1:
+            return super().setup_optimizers()
+        named = [(name, p) for name, p in self.get_bare_model(self.net_g).named_parameters() if p.requires_grad]
+        bank = [p for name, p in named if name.startswith('bank.')]
+        if not bank:
+            raise ValueError('train.bank_lr_mult needs a Gaussian bank (network_g.num_gaussian_channels > 0)')
+        optim_opt = dict(self.opt['train']['optim_g'])
+        optim_type, lr = optim_opt.pop('type'), optim_opt.pop('lr')
+        groups = [{'params': [p for name, p in named if not name.startswith('bank.')]},
+                  {'params': bank, 'lr': lr * mult}]
+        self.optimizer_g = self.get_optimizer(optim_type, groups, lr, **optim_opt)
+        self.optimizers.append(self.optimizer_g)
 
     def model_to_device(self, net):
         """As BasicSR's, but DDP on CPU (gloo) gets no ``device_ids``."""

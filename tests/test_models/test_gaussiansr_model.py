@@ -34,6 +34,25 @@ def test_training_step_updates_weights(tiny_net_opt, tmp_path, train):
     assert any(not torch.equal(a, p) for a, p in zip(before, model.net_g.parameters()))
 
 
+def test_bank_lr_mult_gives_the_bank_its_own_rate(tiny_net_opt, tmp_path):
+    model = build_model(_opt(tiny_net_opt, tmp_path, bank_lr_mult=10))
+    rest, bank = model.optimizer_g.param_groups
+    assert bank['params'] == [model.net_g.bank.raw] and len(rest['params']) == len(list(model.net_g.parameters())) - 1
+    assert (rest['lr'], bank['lr']) == pytest.approx((1e-3, 1e-2))
+    for it in range(1, 12):  # past the MultiStepLR milestone (10): both rates halve, the ratio stays
+        model.feed_data(_batch())
+        model.optimize_parameters(it)
+        model.update_learning_rate(it)
+    assert (rest['lr'], bank['lr']) == pytest.approx((5e-4, 5e-3))
+    assert len(build_model(_opt(tiny_net_opt, tmp_path)).optimizer_g.param_groups) == 1  # default: BasicSR's
+
+
+@pytest.mark.parametrize('bad, net', [(0, {}), (True, {}), ('x', {}), (10, {'num_gaussian_channels': 0})])
+def test_bad_bank_lr_mult(tiny_net_opt, tmp_path, bad, net):
+    with pytest.raises(ValueError, match='bank_lr_mult'):
+        build_model(_opt(dict(tiny_net_opt, **net), tmp_path, bank_lr_mult=bad))
+
+
 def test_tau_schedule_reaches_the_net(tiny_net_opt, tmp_path):
     model = build_model(_opt(tiny_net_opt, tmp_path, tau_schedule={'start': 1.0, 'end': 0.5, 'iters': 100}))
     model.feed_data(_batch())

@@ -28,8 +28,9 @@ def test_variant_race_smoke(tmp_path):
     prepare_demo_photos(str(tmp_path / 'photos'), progress=False)
     out = tmp_path / 'race.json'
     photo = sorted(os.listdir(tmp_path / 'photos' / 'val'))[0]
-    cmd = race_cmd(*TINY, '--eval-set', 'eval_selection=soft', '--crops', str(tmp_path / 'crops'),
-                   '--crop-photos', photo, '--save-weights', str(tmp_path / 'w.pth'), '--',
+    cmd = race_cmd(*TINY, '--bank-lr-mult', '10', '--eval-set', 'eval_selection=soft',
+                   '--crops', str(tmp_path / 'crops'), '--crop-photos', photo,
+                   '--save-weights', str(tmp_path / 'w.pth'), '--',
                    '--iters', '2', '--train-dir', str(tmp_path / 'photos' / 'train'),
                    '--eval-dir', str(tmp_path / 'photos' / 'val'), '--out', str(out))
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -40,7 +41,8 @@ def test_variant_race_smoke(tmp_path):
     for s, score in result['ssim'].items():  # our own evaluation repeats the harness's PSNR exactly
         assert abs(score['psnr'] - result['holdout'][s]['psnr']) < 1e-9 and 0 < score['ssim'] < 1
     assert set(result['eval_variants']['eval_selection=soft']) == set(result['holdout'])
-    assert result['variant']['bank_size'] == 9 and (tmp_path / 'w.pth').is_file()
+    assert result['variant']['bank_size'] == 9 and result['bank_lr_mult'] == 10
+    assert (tmp_path / 'w.pth').is_file()
     name = os.path.splitext(photo)[0]
     assert {f'{name}_x4_{kind}.png' for kind in ('lr', 'bicubic', 'ours', 'hr')} <= set(os.listdir(tmp_path / 'crops'))
     table = subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'race.py'), '--table', str(out)],
@@ -50,6 +52,17 @@ def test_variant_race_smoke(tmp_path):
             str(out), '--crops', str(tmp_path / 'crops'), '--out', str(tmp_path / 'crops.png')]
     subprocess.run(plot, check=True, capture_output=True)
     assert (tmp_path / 'loss.png').stat().st_size > 0 and (tmp_path / 'crops.png').stat().st_size > 0
+
+
+def test_bank_lr_mult_wraps_the_harness_optimiser(tiny_net_opt):
+    import torch
+    from basicsr.archs import build_network
+    sys.path.insert(0, os.path.join(ROOT, 'scripts'))
+    from race import with_bank_lr
+    net = build_network(tiny_net_opt)
+    rest, bank = with_bank_lr(torch.optim.Adam, {'net': net}, 10)(net.parameters(), 1e-4).param_groups
+    assert bank['params'] == [net.bank.raw] and bank['lr'] == pytest.approx(1e-3) and rest['lr'] == 1e-4
+    assert len(rest['params']) == len(list(net.parameters())) - 1
 
 
 @needs_harness
