@@ -37,12 +37,16 @@ def timer(device: torch.device, fn, warmup: int, reps: int) -> float:
 
 
 def measure(device, fn, warmup, reps) -> dict:
+    """``{'ms', 'peak_gib'}``, or ``{'error'}`` when the case fails (out of memory, a graph that cannot be captured):
+    one failing case must not cost the rest of a device run."""
     if device.type == 'cuda':
         torch.cuda.empty_cache()
     try:
         ms = timer(device, fn, warmup, reps)
     except torch.cuda.OutOfMemoryError as exc:
         return {'error': f'OOM: {str(exc)[:80]}'}
+    except RuntimeError as exc:
+        return {'error': f'{type(exc).__name__}: {str(exc).splitlines()[0][:120]}'}
     row = {'ms': ms}
     if device.type == 'cuda':
         row['peak_gib'] = torch.cuda.max_memory_allocated() / 2**30
