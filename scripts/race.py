@@ -205,8 +205,7 @@ def run_race(race, peer: str, overrides: Dict[str, object], harness_args: List[s
         for key, value in saved.items():
             setattr(net, key, value)
     if crops:
-        save_crops(race, up, [os.path.join(known.eval_dir, p) for p in crop_photos], crops,
-                   'ours' if peer == 'ours' else peer)
+        save_crops(race, up, [os.path.join(known.eval_dir, p) for p in crop_photos], crops, peer)
     if weights:
         torch.save(net.state_dict(), weights)
     if known.out:
