@@ -126,6 +126,21 @@ class GaussianSR(nn.Module):
             self.bank = GaussianBank(bank_size, tuple(sigma_range))
         self.decoder = MLPDecoder(num_feat + 4, 3, tuple(mlp_hidden))
 
+    def output_options(self) -> dict:
+        """The options that change the outputs without changing the weights' shapes, as checkpoints record them
+        (``strict`` loading cannot tell a peak-trained bank from a density-trained one)."""
+        bank = getattr(self, 'bank', None)
+        return {'gaussian_norm': self.gaussian_norm, 'radius': self.radius,
+                'residual': 'bicubic' if self.residual else 'none',
+                'sigma_range': [bank.sigma_low, bank.sigma_high] if bank is not None else None}
+
+    def output_options_mismatch(self, saved: dict) -> str:
+        """'' if ``saved`` (a checkpoint's ``output_options``) matches this network, else what differs, as
+        ``gaussian_norm: checkpoint 'peak', network 'density'`` items joined by '; '."""
+        mine = self.output_options()
+        return '; '.join(f'{key}: checkpoint {saved[key]!r}, network {mine[key]!r}'
+                         for key in mine if key in saved and saved[key] != mine[key])
+
     @staticmethod
     def normalize(lq: Tensor) -> Tensor:
         """[0, 1] RGB -> the network's input range."""

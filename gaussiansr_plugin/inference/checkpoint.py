@@ -171,6 +171,10 @@ def load_model(path: Optional[str] = None,
     state, key = extract_state_dict(checkpoint, path)
     options, source = network_options(path, checkpoint, config)
     net = build_network(options, source)
+    differs = net.output_options_mismatch(checkpoint.get('output_options') or {})  # a dict: extract_state_dict said
+    if differs:
+        raise UserError(f'{path} was trained with other options than {source} gives ({differs}); pass its training '
+                        'yml with --config')
     check_state_dict(net, state, path, source)
     net.load_state_dict(state, strict=True)
     return LoadedModel(net=net.to(device).eval(), path=path, options=options, options_source=source, param_key=key)

@@ -192,6 +192,11 @@ class GaussianSRModel(SRModel):
             raise CheckpointError(f'path.pretrain_network_g: {exc}') from exc
         if not isinstance(checkpoint, dict):
             raise CheckpointError(f'{what} holds a {type(checkpoint).__name__}, not network weights')
+        differs = net.output_options_mismatch(checkpoint.get('output_options') or {}) if hasattr(
+            net, 'output_options_mismatch') else ''
+        if differs:
+            raise CheckpointError(f'{what} was trained with other network_g options ({differs}); set them in '
+                                  'network_g as the checkpoint has them')
         if param_key is not None:
             if param_key not in checkpoint and 'params' in checkpoint:
                 get_root_logger().info(f'Loading: {param_key} does not exist, use params.')
@@ -214,11 +219,15 @@ class GaussianSRModel(SRModel):
 
     @master_only
     def save_network(self, net, net_label, current_iter, param_key='params'):
-        """BasicSR's checkpoint format (``params`` / ``params_ema``), written atomically."""
+        """BasicSR's checkpoint format (``params`` / ``params_ema``), written atomically, plus the network's
+        ``output_options`` (checked when the checkpoint is loaded again)."""
         nets, keys = (net, param_key) if isinstance(net, list) else ([net], [param_key])
         save_dict = {}
         for net_, key in zip(nets, keys):  # the bare model: keys carry no DDP ``module.`` prefix
-            save_dict[key] = OrderedDict((k, v.cpu()) for k, v in self.get_bare_model(net_).state_dict().items())
+            bare = self.get_bare_model(net_)
+            save_dict[key] = OrderedDict((k, v.cpu()) for k, v in bare.state_dict().items())
+            if hasattr(bare, 'output_options'):
+                save_dict['output_options'] = bare.output_options()
         label = 'latest' if current_iter == -1 else current_iter
         atomic_torch_save(save_dict, os.path.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
 

@@ -116,6 +116,19 @@ def test_network_options_come_from_config_checkpoint_sidecar_or_experiment(tmp_p
         load_model(plain, config=str(_dump(tmp_path / 'bad.yml', dict(tiny_net_opt, radius=99))))
 
 
+def test_output_options_recorded_in_a_checkpoint_must_match(tmp_path, tiny_net_opt):
+    """Weights of the same shapes, other behaviour: a peak-trained checkpoint under a density yml is refused."""
+    opt = dict({k: v for k, v in tiny_net_opt.items() if k != 'type'}, gaussian_norm='peak')
+    net = GaussianSR(**opt)
+    path = _save(tmp_path / 'peak.pth', net, output_options=net.output_options())
+    peak = _dump(tmp_path / 'peak.yml', dict(tiny_net_opt, gaussian_norm='peak'))
+    assert load_model(path, config=str(peak)).net.gaussian_norm == 'peak'
+    density = _dump(tmp_path / 'density.yml', dict(tiny_net_opt, gaussian_norm='density', radius=2))
+    with pytest.raises(UserError, match=r"other options .*gaussian_norm: checkpoint 'peak', network 'density'; "
+                                        r"radius: checkpoint 3, network 2"):
+        load_model(path, config=str(density))
+
+
 def _dump(path, opt):
     path.write_text(yaml.safe_dump({'network_g': opt}))
     return path

@@ -53,6 +53,19 @@ def test_bad_bank_lr_mult(tiny_net_opt, tmp_path, bad, net):
         build_model(_opt(dict(tiny_net_opt, **net), tmp_path, bank_lr_mult=bad))
 
 
+def test_checkpoints_record_and_check_output_options(tiny_net_opt, tmp_path):
+    from gaussiansr_plugin.safe_load import CheckpointError
+    model = build_model(_opt(dict(tiny_net_opt, gaussian_norm='peak'), tmp_path))
+    model.save_network(model.net_g, 'net_g', 7)
+    saved = torch.load(tmp_path / 'net_g_7.pth', weights_only=True)
+    assert saved['output_options'] == model.net_g.output_options()
+    assert saved['output_options']['gaussian_norm'] == 'peak'
+    model.load_network(model.net_g, str(tmp_path / 'net_g_7.pth'))  # same options: loads
+    other = build_model(_opt(dict(tiny_net_opt, gaussian_norm='density'), tmp_path))
+    with pytest.raises(CheckpointError, match="gaussian_norm: checkpoint 'peak', network 'density'"):
+        other.load_network(other.net_g, str(tmp_path / 'net_g_7.pth'))
+
+
 def test_tau_schedule_reaches_the_net(tiny_net_opt, tmp_path):
     model = build_model(_opt(tiny_net_opt, tmp_path, tau_schedule={'start': 1.0, 'end': 0.5, 'iters': 100}))
     model.feed_data(_batch())
