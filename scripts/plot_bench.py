@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
+from bench import variant  # noqa: E402  (scripts/bench.py: one label per precision/graph variant)
 
 
 def series(result: dict) -> dict:
@@ -18,9 +19,7 @@ def series(result: dict) -> dict:
     for row in result['inference']:
         if 'ms' not in row or row['scale'] != 4:
             continue
-        label = {'float32': 'fp32', 'bfloat16': 'bf16'}[row['dtype']] + ('+tf32' if row.get('tf32') else '')
-        label += ' graph' if row.get('graph') else ''
-        out[label].append((row['hr'] ** 2, row['ms'], row.get('peak_gib', float('nan'))))
+        out[variant(row)].append((row['hr'] ** 2, row['ms'], row.get('peak_gib', float('nan'))))
     return {k: sorted(v) for k, v in out.items()}
 
 

@@ -127,27 +127,23 @@ def save_crops(race, up: Callable, paths: List[str], folder: str, tag: str) -> N
                 cv2.imwrite(os.path.join(folder, f'{name}_x{s}_{kind}.png'), to_uint8(img)[..., ::-1])
 
 
-def time_iterations(race, overrides: Dict[str, object], steps: int) -> float:
-    """Median ms of one harness training iteration (batch, forward, L1, backward, Adam) of the variant."""
+def time_iterations(race, overrides: Dict[str, object], steps: int, warmup: int = 10) -> float:
+    """Median ms of one harness training iteration (forward, L1, backward, Adam) of the variant; the batches are
+    made beforehand, so only the model's step is timed."""
+    from gaussiansr_plugin.inference.profiling import time_call
     net, fwd, _ = build_ours(race, overrides)
     photos = [torch.rand(3, 256, 256, device=race.dev) * 255]
     opt = torch.optim.Adam(net.parameters(), 1e-4)
     g = torch.Generator().manual_seed(0)
-    times = []
-    for step in range(steps + 10):
-        lr, coord, cell, gt, s = race.batch(photos, g)
-        if race.dev == 'cuda':
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
+    batches = iter([race.batch(photos, g) for _ in range(steps + warmup)])
+
+    def step():
+        lr, coord, cell, gt, s = next(batches)
         loss = (fwd(lr, coord, cell, s) - gt).abs().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if race.dev == 'cuda':
-            torch.cuda.synchronize()
-        if step >= 10:
-            times.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(times))
+    return time_call(step, torch.device(race.dev), steps, warmup=warmup)
 
 
 def with_progress(make_batch: Callable, every: int) -> Callable:

@@ -224,10 +224,10 @@ class GaussianSRModel(SRModel):
         nets, keys = (net, param_key) if isinstance(net, list) else ([net], [param_key])
         save_dict = {}
         for net_, key in zip(nets, keys):  # the bare model: keys carry no DDP ``module.`` prefix
-            bare = self.get_bare_model(net_)
-            save_dict[key] = OrderedDict((k, v.cpu()) for k, v in bare.state_dict().items())
-            if hasattr(bare, 'output_options'):
-                save_dict['output_options'] = bare.output_options()
+            save_dict[key] = OrderedDict((k, v.cpu()) for k, v in self.get_bare_model(net_).state_dict().items())
+        bare = self.get_bare_model(nets[0])  # params and params_ema: one architecture
+        if hasattr(bare, 'output_options'):
+            save_dict['output_options'] = bare.output_options()
         label = 'latest' if current_iter == -1 else current_iter
         atomic_torch_save(save_dict, os.path.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
 

@@ -29,6 +29,17 @@ SYNC_PLUGIN = textwrap.dedent("""
 """)
 
 
+def _train(tmp_path, nproc: int, *args: str) -> subprocess.CompletedProcess:
+    """``train.yml`` in ``tmp_path`` trained by ``nproc`` processes (gloo when more than one); plugins written to
+    ``tmp_path`` are importable."""
+    env = dict(os.environ, PYTHONPATH=f'{tmp_path}{os.pathsep}{os.environ.get("PYTHONPATH", "")}',
+               GAUSSIANSR_SPLAT='reference', OMP_NUM_THREADS='1')
+    launch = (['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(nproc), '-m',
+               'gaussiansr_plugin.train', '--launcher', 'pytorch'] if nproc > 1 else ['-m', 'gaussiansr_plugin.train'])
+    return subprocess.run([sys.executable, *launch, '-opt', 'train.yml', *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
 @pytest.mark.skipif(sys.platform != 'linux', reason='torchrun with gloo on Linux')
 def test_two_process_gloo_training_stays_in_sync(tmp_path, photo_dirs, train_yml):
     (tmp_path / 'rank_weights_plugin.py').write_text(SYNC_PLUGIN)
@@ -36,11 +47,7 @@ def test_two_process_gloo_training_stays_in_sync(tmp_path, photo_dirs, train_yml
                     custom_imports={'imports': ['rank_weights_plugin']},
                     logger={'print_freq': 2, 'save_checkpoint_freq': 6}, val={'val_freq': 6})
     (tmp_path / 'train.yml').write_text(yml)
-    env = dict(os.environ, PYTHONPATH=f'{tmp_path}{os.pathsep}{os.environ.get("PYTHONPATH", "")}',
-               GAUSSIANSR_SPLAT='reference', OMP_NUM_THREADS='1')
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m',
-           'gaussiansr_plugin.train', '-opt', 'train.yml', '--launcher', 'pytorch']
-    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    out = _train(tmp_path, 2)
     assert out.returncode == 0, out.stderr[-3000:]
 
     exp = tmp_path / 'experiments' / 'ddp'
@@ -50,14 +57,6 @@ def test_two_process_gloo_training_stays_in_sync(tmp_path, photo_dirs, train_yml
     ranks = [torch.load(exp / f'rank{r}_6.pth', weights_only=True) for r in (0, 1)]
     for name in ranks[0]:
         torch.testing.assert_close(ranks[1][name], ranks[0][name], rtol=0, atol=0, msg=name)
-
-
-def _train(tmp_path, nproc: int, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, GAUSSIANSR_SPLAT='reference', OMP_NUM_THREADS='1')
-    launch = (['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(nproc), '-m',
-               'gaussiansr_plugin.train', '--launcher', 'pytorch'] if nproc > 1 else ['-m', 'gaussiansr_plugin.train'])
-    return subprocess.run([sys.executable, *launch, '-opt', 'train.yml', *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.skipif(sys.platform != 'linux', reason='torchrun with gloo on Linux')
