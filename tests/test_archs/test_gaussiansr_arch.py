@@ -187,7 +187,7 @@ def test_large_outputs_have_bounded_memory(h, H):
 
 def _plain_query(net, lq, coord, cell):
     """The method written out step by step (two separate bicubic samples, no chunks): the unoptimised reference."""
-    from gaussiansr_plugin.archs.gaussiansr_arch import sample_bicubic
+    from gaussiansr_plugin.archs.bicubic import sample_bicubic
     from gaussiansr_plugin.ops.splat import splat_reference
     feat = net.encode(lq)
     k = net.gaussians(feat)
@@ -196,26 +196,30 @@ def _plain_query(net, lq, coord, cell):
     if net.gaussian_norm == 'density':  # the bivariate normal density's factor 1 / (2 pi sy sx sqrt(1 - rho^2))
         opacity = opacity / (2 * math.pi * k[:, 0:1] * k[:, 1:2] * torch.sqrt(1 - k[:, 2:3] ** 2))
     splatted = splat_reference(feat[:, :ng], k[:, :2], k[:, 2:3], opacity, coord, net.radius)
-    pos = (coord + 1) * torch.tensor([h, w]) / 2 - 0.5
+    lr_size = torch.tensor([h, w], device=coord.device)
+    pos = (coord + 1) * lr_size / 2 - 0.5
     rel = 2 * (pos - torch.floor(pos + 0.5))
-    x = torch.cat([splatted, sample_bicubic(feat[:, ng:], coord), rel, cell * torch.tensor([h, w])], dim=-1)
+    x = torch.cat([splatted, sample_bicubic(feat[:, ng:], coord), rel, cell * lr_size], dim=-1)
     out = net.decoder(x)
     if net.residual:
         out = out + sample_bicubic((lq - 0.5) / 0.5, coord)
     return out * 0.5 + 0.5
 
 
+@pytest.mark.parametrize('device', ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='needs a CUDA GPU'))])
 @pytest.mark.parametrize('residual', ['bicubic', 'none'])
-def test_chunked_upsample_equals_plain_query(tiny_net_opt, residual):
-    """The whole-image path (maps prepared once, one grid_sample for both bicubic streams, chunks) equals the
-    method written out step by step on the same queries."""
-    net = build_network(dict(tiny_net_opt, residual=residual)).eval()
-    lq = torch.rand(2, 3, 11, 13)
+@pytest.mark.parametrize('chunk_size', [100, 10])
+def test_chunked_upsample_equals_plain_query(tiny_net_opt, residual, chunk_size, device):
+    """The whole-image path (maps prepared once, the bicubic streams sampled together in two 1D passes, blocks of
+    whole rows, or of part of a row when a row exceeds the chunk) equals the method written out step by step."""
+    net = build_network(dict(tiny_net_opt, residual=residual)).to(device).eval()
+    lq = torch.rand(2, 3, 11, 13, device=device)
     size = (27, 31)
     with torch.no_grad():
-        fast = net.upsample(lq, size, chunk_size=100)
-        coord = make_coord(size)[None].expand(2, -1, -1)
-        cell = make_cell(coord.shape[1], size)[None].expand(2, -1, -1)
+        fast = net.upsample(lq, size, chunk_size=chunk_size)
+        coord = make_coord(size, device=device)[None].expand(2, -1, -1)
+        cell = make_cell(coord.shape[1], size, device=device)[None].expand(2, -1, -1)
         plain = _plain_query(net, lq, coord, cell).view(2, *size, 3).permute(0, 3, 1, 2)
     torch.testing.assert_close(fast, plain, rtol=0, atol=1e-5)
 

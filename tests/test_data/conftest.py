@@ -8,7 +8,7 @@ import pytest
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # data_helpers, also under --import-mode=importlib
 from data_helpers import HR_DIR, HR_NAMES  # noqa: E402
 
-from basicsr.utils.lmdb_util import make_lmdb_from_imgs
+from basicsr.utils.lmdb_util import make_lmdb_from_imgs  # noqa: E402
 
 
 @pytest.fixture

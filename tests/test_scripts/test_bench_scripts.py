@@ -25,3 +25,16 @@ def test_plot_bench_from_recorded_json(tmp_path):
     subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'plot_bench.py'),
                     os.path.join(ROOT, 'docs', 'logs', 'bench_h200_2026-11-29.json'), str(png)], check=True)
     assert png.stat().st_size > 10000
+
+
+def test_bench_query_parts_cpu_smoke(tmp_path):
+    out = tmp_path / 'parts.json'
+    cmd = [sys.executable, os.path.join(ROOT, 'scripts', 'bench_query_parts.py'), '--device', 'cpu', '--lr', '12',
+           '--scale', '3', '--chunk', '300', '--reps', '1', '--inner', '1', '--json', str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result['hr'] == 36 and result['block_queries'] == 288 and result['blocks'] == 5  # 8 whole rows per block
+    parts = {r['part']: r for r in result['parts']}
+    assert parts['splat']['ms_per_image'] == 5 * parts['splat']['ms_per_block'] > 0
+    assert parts['decoder matmuls only fp32']['tflops'] > 0 and '| upsample (whole image, eager) |' in run.stdout

@@ -1,0 +1,127 @@
+"""Where the time of a whole-image upsample goes: each part of one query block timed alone on the GPU (EDSR-baseline,
+random weights, batch 1), and the decoder's matmuls against the GPU's fp32 rate. Each part runs ``--inner`` times
+between two CUDA events (so launch latency is amortised), median of ``--reps``; ``per image`` scales the block's
+figure to all queries of the image.
+
+    python scripts/bench_query_parts.py --lr 64 --scale 12 --json parts_x12.json
+"""
+import argparse
+import json
+import platform
+from datetime import datetime, timezone
+
+import torch
+import torch.nn.functional as F
+
+import gaussiansr_plugin  # noqa: F401
+from basicsr.utils.registry import ARCH_REGISTRY
+from gaussiansr_plugin.archs.bicubic import bicubic_taps, rows_first, sample_bicubic, sample_bicubic_grid
+from gaussiansr_plugin.archs.gaussian_util import coord_axis, make_cell
+from gaussiansr_plugin.inference.profiling import time_call
+from gaussiansr_plugin.ops.splat import splat
+
+
+def decoder_flops(net, queries: int) -> float:
+    return 2 * queries * sum(m.in_features * m.out_features for m in net.decoder.modules()
+                             if isinstance(m, torch.nn.Linear))
+
+
+def linears_only(net, x):
+    """The decoder's matmuls (bias included) without its GELUs: the GEMM share of the decoder."""
+    for m in net.decoder.modules():
+        if isinstance(m, torch.nn.Linear):
+            x = F.linear(x, m.weight, m.bias)
+    return x
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--lr', type=int, default=64)
+    parser.add_argument('--scale', type=float, default=12)
+    parser.add_argument('--chunk', type=int, default=131072)
+    parser.add_argument('--reps', type=int, default=30)
+    parser.add_argument('--inner', type=int, default=10)
+    parser.add_argument('--json')
+    parser.add_argument('--device', default='cuda', help='cpu only for a smoke run')
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    net = ARCH_REGISTRY.get('GaussianSR')().to(device).eval()
+    lq = torch.rand(1, 3, args.lr, args.lr, device=device)
+    hr = round(args.lr * args.scale)
+    rows_per_block = max(1, args.chunk // hr)
+    num_blocks = -(-hr // rows_per_block)
+    ys, xs = coord_axis(hr, device=device)[:rows_per_block], coord_axis(hr, device=device)
+    coord = torch.stack(torch.meshgrid(ys, xs, indexing='ij'), dim=-1).view(1, -1, 2)
+    q = coord.shape[1]
+    cell = make_cell(1, (hr, hr), device=device).expand(1, q, 2)
+    with torch.no_grad():
+        feat = net.encode(lq)
+        params = net._splat_params(net.gaussians(feat))
+        side = net._bicubic_stream(lq, feat)
+        side_rows = rows_first(side)
+        taps = bicubic_taps(ys, args.lr), bicubic_taps(xs, args.lr)
+        sampled = sample_bicubic(side, coord)
+        x = torch.randn(1, q, net.decoder.layers[0].in_features, device=device)
+        hidden = torch.randn(1, q, net.decoder.layers[0].out_features, device=device)
+
+    def tf32(fn):
+        def run():
+            torch.backends.cuda.matmul.allow_tf32 = True
+            try:
+                fn()
+            finally:
+                torch.backends.cuda.matmul.allow_tf32 = False
+        return run
+
+    def bf16(fn):
+        def run():
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                fn()
+        return run
+
+    ng = net.num_gaussian_channels
+    parts = {
+        'encode (per image)': (lambda: net.encode(lq), 1),
+        'selection + splat parameters (per image)': (lambda: net._splat_params(net.gaussians(feat)), 1),
+        'splat': (lambda: splat(feat[:, :ng], *params, coord, net.radius), num_blocks),
+        'bicubic stream, grid_sample': (lambda: sample_bicubic(side, coord), num_blocks),
+        'bicubic stream, two 1D passes': (lambda: sample_bicubic_grid(side_rows, *taps), num_blocks),
+        'decoder fp32': (lambda: net.decoder(x), num_blocks),
+        'decoder matmuls only fp32': (lambda: linears_only(net, x), num_blocks),
+        'decoder GELUs only (4 x [Q, 256])': (lambda: [F.gelu(hidden) for _ in range(4)], num_blocks),
+        'decoder TF32': (tf32(lambda: net.decoder(x)), num_blocks),
+        'decoder matmuls only TF32': (tf32(lambda: linears_only(net, x)), num_blocks),
+        'decoder bf16 autocast': (bf16(lambda: net.decoder(x)), num_blocks),
+        'query block (all of the above per block)': (lambda: net._query(feat, params, sampled, coord, cell),
+                                                     num_blocks),
+        'upsample (whole image, eager)': (lambda: net.upsample(lq, (hr, hr), chunk_size=args.chunk), 1),
+    }
+    rows = []
+    with torch.no_grad():
+        for name, (fn, per_image) in parts.items():
+            def inner(fn=fn):
+                for _ in range(args.inner):
+                    fn()
+            ms = time_call(inner, device, args.reps, warmup=2) / args.inner
+            row = {'part': name, 'ms_per_block': ms, 'ms_per_image': ms * per_image}
+            if name.startswith('decoder matmuls') or name.startswith('decoder fp32') or name.startswith('decoder TF32'):
+                row['tflops'] = decoder_flops(net, q) / (ms * 1e-3) / 1e12
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    result = {'date': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'host': platform.node(),
+              'device_name': torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor(),
+              'torch': torch.__version__, 'lr': args.lr, 'hr': hr,
+              'chunk': args.chunk, 'block_queries': q, 'blocks': num_blocks, 'parts': rows}
+    print(f"\n{result['device_name']}, LR {args.lr}² -> {hr}², blocks of {q} queries x {num_blocks}\n")
+    print('| part | ms per block | ms per image | TFLOP/s |\n|---|---:|---:|---:|')
+    for r in rows:
+        tflops = f"{r['tflops']:.1f}" if 'tflops' in r else ''
+        print(f"| {r['part']} | {r['ms_per_block']:.3f} | {r['ms_per_image']:.3f} | {tflops} |")
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == '__main__':
+    main()
