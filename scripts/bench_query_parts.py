@@ -15,8 +15,8 @@ import torch.nn.functional as F
 
 import gaussiansr_plugin  # noqa: F401
 from basicsr.utils.registry import ARCH_REGISTRY
-from gaussiansr_plugin.archs.bicubic import bicubic_taps, rows_first, sample_bicubic, sample_bicubic_grid
-from gaussiansr_plugin.archs.gaussian_util import coord_axis, make_cell
+from gaussiansr_plugin.archs.gaussian_util import make_cell, make_coord
+from gaussiansr_plugin.archs.gaussiansr_arch import sample_bicubic
 from gaussiansr_plugin.inference.profiling import time_call
 from gaussiansr_plugin.ops.splat import splat
 
@@ -49,19 +49,14 @@ def main() -> None:
     net = ARCH_REGISTRY.get('GaussianSR')().to(device).eval()
     lq = torch.rand(1, 3, args.lr, args.lr, device=device)
     hr = round(args.lr * args.scale)
-    rows_per_block = max(1, args.chunk // hr)
-    num_blocks = -(-hr // rows_per_block)
-    ys, xs = coord_axis(hr, device=device)[:rows_per_block], coord_axis(hr, device=device)
-    coord = torch.stack(torch.meshgrid(ys, xs, indexing='ij'), dim=-1).view(1, -1, 2)
+    num_blocks = -(-hr * hr // args.chunk)  # upsample decodes the row-major grid in chunks of --chunk queries
+    coord = make_coord((hr, hr), device=device)[None, :args.chunk]
     q = coord.shape[1]
     cell = make_cell(1, (hr, hr), device=device).expand(1, q, 2)
     with torch.no_grad():
         feat = net.encode(lq)
         params = net._splat_params(net.gaussians(feat))
         side = net._bicubic_stream(lq, feat)
-        side_rows = rows_first(side)
-        taps = bicubic_taps(ys, args.lr), bicubic_taps(xs, args.lr)
-        sampled = sample_bicubic(side, coord)
         x = torch.randn(1, q, net.decoder.layers[0].in_features, device=device)
         hidden = torch.randn(1, q, net.decoder.layers[0].out_features, device=device)
 
@@ -85,15 +80,14 @@ def main() -> None:
         'encode (per image)': (lambda: net.encode(lq), 1),
         'selection + splat parameters (per image)': (lambda: net._splat_params(net.gaussians(feat)), 1),
         'splat': (lambda: splat(feat[:, :ng], *params, coord, net.radius), num_blocks),
-        'bicubic stream, grid_sample': (lambda: sample_bicubic(side, coord), num_blocks),
-        'bicubic stream, two 1D passes': (lambda: sample_bicubic_grid(side_rows, *taps), num_blocks),
+        'bicubic stream (grid_sample)': (lambda: sample_bicubic(side, coord), num_blocks),
         'decoder fp32': (lambda: net.decoder(x), num_blocks),
         'decoder matmuls only fp32': (lambda: linears_only(net, x), num_blocks),
         'decoder GELUs only (4 x [Q, 256])': (lambda: [F.gelu(hidden) for _ in range(4)], num_blocks),
         'decoder TF32': (tf32(lambda: net.decoder(x)), num_blocks),
         'decoder matmuls only TF32': (tf32(lambda: linears_only(net, x)), num_blocks),
         'decoder bf16 autocast': (bf16(lambda: net.decoder(x)), num_blocks),
-        'query block (all of the above per block)': (lambda: net._query(feat, params, sampled, coord, cell),
+        'query block (all of the above per block)': (lambda: net._query(feat, params, side, coord, cell),
                                                      num_blocks),
         'upsample (whole image, eager)': (lambda: net.upsample(lq, (hr, hr), chunk_size=args.chunk), 1),
     }

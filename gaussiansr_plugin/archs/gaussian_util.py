@@ -18,13 +18,9 @@ def make_coord(shape: Sequence[int], flatten: bool = True, device: Optional[torc
     Returns:
         Tensor: [H*W, 2] or [H, W, 2].
     """
-    grid = torch.stack(torch.meshgrid(*[coord_axis(n, device, dtype) for n in shape], indexing='ij'), dim=-1)
+    axes = [(-1 + (2 * torch.arange(n, device=device, dtype=dtype) + 1) / n) for n in shape]
+    grid = torch.stack(torch.meshgrid(*axes, indexing='ij'), dim=-1)
     return grid.reshape(-1, grid.shape[-1]) if flatten else grid
-
-
-def coord_axis(n: int, device: Optional[torch.device] = None, dtype: torch.dtype = torch.float32) -> Tensor:
-    """The pixel-centre coordinates of one axis of ``n`` pixels, ``-1 + (2k + 1) / n``, [n]."""
-    return -1 + (2 * torch.arange(n, device=device, dtype=dtype) + 1) / n
 
 
 def make_cell(num: int, size: Sequence[int], device: Optional[torch.device] = None,

@@ -5,21 +5,29 @@ Reference code: https://github.com/tljxyys/GaussianSR. Differences from it are l
 from typing import Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from basicsr.utils.registry import ARCH_REGISTRY
 from ..ops.splat import BACKENDS as SPLAT_BACKENDS
 from ..ops.splat import MAX_RADIUS as SPLAT_MAX_RADIUS
 from ..ops.splat import splat
-from .bicubic import bicubic_taps, rows_first, sample_bicubic, sample_bicubic_grid
 from .decoder import MLPDecoder
 from .encoders import build_encoder
 from ..option_checks import strict_kwargs
-from .gaussian_util import coord_axis, make_cell, pair_tensor
+from .gaussian_util import make_cell, make_coord, pair_tensor
 from .sgs import GaussianBank, GaussianHead, density_factor, select_kernels
 from .tiling import Tile, tile_plan
 
 _NORM_MEAN, _NORM_STD = 0.5, 0.5
+
+
+def sample_bicubic(x: Tensor, coord: Tensor) -> Tensor:
+    """Bicubic sample of ``x`` [B, C, h, w] at ``coord`` [B, Q, 2] ((y, x) in [-1, 1]) -> [B, Q, C], in float32
+    (grid_sample is both slower and less accurate in bf16)."""
+    grid = coord.flip(-1).unsqueeze(1).float()  # grid_sample wants (x, y)
+    out = F.grid_sample(x.float(), grid, mode='bicubic', padding_mode='border', align_corners=False)
+    return out[:, :, 0].transpose(1, 2)
 
 
 def _is_int(value, minimum: int) -> bool:
@@ -166,9 +174,7 @@ class GaussianSR(nn.Module):
         Returns:
             Tensor: RGB in [0, 1] space (not clamped), [B, Q, 3].
         """
-        side = self._bicubic_stream(lq, feat)
-        sampled = sample_bicubic(side, coord) if side.shape[1] > 0 else None
-        return self._query(feat, self._splat_params(kernels), sampled, coord, cell)
+        return self._query(feat, self._splat_params(kernels), self._bicubic_stream(lq, feat), coord, cell)
 
     def _splat_params(self, kernels: Optional[Tensor]) -> Optional[Tuple[Tensor, Tensor, Tensor]]:
         """(sigma, rho, opacity) as the op takes them, the density factor folded into the opacity; once per image,
@@ -188,16 +194,17 @@ class GaussianSR(nn.Module):
             side = torch.cat([side, self.normalize(lq).to(side.dtype)], dim=1)
         return side
 
-    def _query(self, feat: Tensor, splat_params: Optional[Tuple[Tensor, Tensor, Tensor]], sampled: Optional[Tensor],
-               coord: Tensor, cell: Tensor) -> Tensor:
-        """``query`` with the splat parameters (``_splat_params``, once per image) and the bicubic stream already
-        sampled at ``coord`` ([B, Q, C - C_g (+3)], float32; None when empty)."""
+    def _query(self, feat: Tensor, splat_params: Optional[Tuple[Tensor, Tensor, Tensor]], side: Tensor, coord: Tensor,
+               cell: Tensor) -> Tensor:
+        """``query`` with the splat parameters (``_splat_params``) and the bicubic-stream maps (``_bicubic_stream``)
+        computed once per image."""
         h, w = feat.shape[-2:]
         ng = self.num_gaussian_channels
         parts = []
         if ng > 0:
             splatted = splat(feat[:, :ng], *splat_params, coord, self.radius, backend=self.splat_backend)
             parts.append(splatted.to(feat.dtype))
+        sampled = sample_bicubic(side, coord) if side.shape[1] > 0 else None
         num_side_feat = feat.shape[1] - ng
         if num_side_feat > 0:
             parts.append(sampled[..., :num_side_feat].to(feat.dtype))
@@ -215,41 +222,29 @@ class GaussianSR(nn.Module):
         feat = self.encode(lq)
         return self.query(lq, feat, self.gaussians(feat), coord, cell)
 
-    def _render_grid(self, lq: Tensor, ys: Tensor, xs: Tensor, cell: Tensor, chunk_size: int) -> Tensor:
-        """Encode ``lq`` once, then decode the grid ``ys`` x ``xs`` in blocks of whole rows (or of one row's columns)
-        of at most ``chunk_size`` queries; the bicubic stream of a block is sampled in two 1D passes.
+    def _render_grid(self, lq: Tensor, coord: Tensor, cell: Tensor, grid_size: Tuple[int, int],
+                     chunk_size: int) -> Tensor:
+        """Encode ``lq`` once, then decode a grid of queries in chunks.
 
         Args:
             lq (Tensor): LR images (or one LR tile) in [0, 1], [B, 3, h, w].
-            ys (Tensor): Row coordinates of the queries in ``lq``'s frame, [H].
-            xs (Tensor): Column coordinates, [W].
+            coord (Tensor): Query centres in ``lq``'s frame, (y, x), row-major over ``grid_size``, [H*W, 2].
             cell (Tensor): Cell size in ``lq``'s frame, [1, 2].
-            chunk_size (int): Queries per block, at most.
+            grid_size (tuple[int, int]): (H, W) of the query grid.
+            chunk_size (int): Queries per chunk.
 
         Returns:
             Tensor: [B, 3, H, W].
         """
-        b, (h, w) = lq.shape[0], lq.shape[-2:]
-        num_rows, num_cols = ys.shape[0], xs.shape[0]
+        b = lq.shape[0]
         feat = self.encode(lq)
         splat_params = self._splat_params(self.gaussians(feat))
-        side = rows_first(self._bicubic_stream(lq, feat))
-        row_taps, col_taps = bicubic_taps(ys, h), bicubic_taps(xs, w)
-        out = lq.new_empty(b, 3, num_rows, num_cols)
-        rows_per_block, cols_per_block = max(1, chunk_size // num_cols), min(num_cols, chunk_size)
-        for y0 in range(0, num_rows, rows_per_block):
-            y1 = min(num_rows, y0 + rows_per_block)
-            for x0 in range(0, num_cols, cols_per_block):
-                x1 = min(num_cols, x0 + cols_per_block)
-                coord = torch.stack(torch.meshgrid(ys[y0:y1], xs[x0:x1], indexing='ij'), dim=-1).view(1, -1, 2)
-                coord = coord.expand(b, -1, -1)
-                sampled = None
-                if side.shape[-1] > 0:
-                    sampled = sample_bicubic_grid(side, tuple(t[y0:y1] for t in row_taps),
-                                                  tuple(t[x0:x1] for t in col_taps))
-                rgb = self._query(feat, splat_params, sampled, coord, cell.expand(b, coord.shape[1], 2))
-                out[:, :, y0:y1, x0:x1] = rgb.view(b, y1 - y0, x1 - x0, 3).permute(0, 3, 1, 2)
-        return out
+        side = self._bicubic_stream(lq, feat)
+        out = lq.new_empty(b, coord.shape[0], 3)
+        for i in range(0, coord.shape[0], chunk_size):
+            c = coord[None, i:i + chunk_size].expand(b, -1, -1)
+            out[:, i:i + chunk_size] = self._query(feat, splat_params, side, c, cell.expand(b, c.shape[1], 2))
+        return out.view(b, grid_size[0], grid_size[1], 3).permute(0, 3, 1, 2)
 
     def upsample(self, lq: Tensor, size: Tuple[int, int], chunk_size: Optional[int] = None,
                  tile: Optional[int] = None, tile_overlap: int = 16, out: Optional[Tensor] = None) -> Tensor:
@@ -276,8 +271,8 @@ class GaussianSR(nn.Module):
         if out is not None and tuple(out.shape) != (lq.shape[0], 3, *size):
             raise ValueError(f'out must have shape {(lq.shape[0], 3, *size)}, got {tuple(out.shape)}')
         if not tile or (tile >= h and tile >= w):
-            ys, xs = (coord_axis(n, device=lq.device) for n in size)
-            rendered = self._render_grid(lq, ys, xs, make_cell(1, size, device=lq.device), chunk_size)
+            coord = make_coord(size, device=lq.device)
+            rendered = self._render_grid(lq, coord, make_cell(1, size, device=lq.device), size, chunk_size)
             return rendered if out is None else out.copy_(rendered)
         out = lq.new_empty(lq.shape[0], 3, *size) if out is None else out
         for t in tile_plan((h, w), size, int(tile), int(tile_overlap)):
@@ -293,5 +288,6 @@ class GaussianSR(nn.Module):
         sy, sx = scale
         ys = (torch.arange(t.hr_y0, t.hr_y1, device=lq.device) + 0.5) / sy - t.lr_y0
         xs = (torch.arange(t.hr_x0, t.hr_x1, device=lq.device) + 0.5) / sx - t.lr_x0
+        coord = torch.stack(torch.meshgrid(2 * ys / ph - 1, 2 * xs / pw - 1, indexing='ij'), dim=-1).reshape(-1, 2)
         cell = pair_tensor(2 / (sy * ph), 2 / (sx * pw), lq.device, lq.dtype).expand(1, 2)
-        return self._render_grid(patch, 2 * ys / ph - 1, 2 * xs / pw - 1, cell, chunk_size)
+        return self._render_grid(patch, coord, cell, (t.hr_y1 - t.hr_y0, t.hr_x1 - t.hr_x0), chunk_size)

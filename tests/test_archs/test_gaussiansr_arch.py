@@ -187,7 +187,7 @@ def test_large_outputs_have_bounded_memory(h, H):
 
 def _plain_query(net, lq, coord, cell):
     """The method written out step by step (two separate bicubic samples, no chunks): the unoptimised reference."""
-    from gaussiansr_plugin.archs.bicubic import sample_bicubic
+    from gaussiansr_plugin.archs.gaussiansr_arch import sample_bicubic
     from gaussiansr_plugin.ops.splat import splat_reference
     feat = net.encode(lq)
     k = net.gaussians(feat)
@@ -211,8 +211,8 @@ def _plain_query(net, lq, coord, cell):
 @pytest.mark.parametrize('residual', ['bicubic', 'none'])
 @pytest.mark.parametrize('chunk_size', [100, 10])
 def test_chunked_upsample_equals_plain_query(tiny_net_opt, residual, chunk_size, device):
-    """The whole-image path (maps prepared once, the bicubic streams sampled together in two 1D passes, blocks of
-    whole rows, or of part of a row when a row exceeds the chunk) equals the method written out step by step."""
+    """The whole-image path (maps prepared once, one grid_sample for both bicubic streams, chunks) equals the
+    method written out step by step on the same queries, on the CPU and on a GPU."""
     net = build_network(dict(tiny_net_opt, residual=residual)).to(device).eval()
     lq = torch.rand(2, 3, 11, 13, device=device)
     size = (27, 31)
