@@ -20,6 +20,7 @@ from .sgs import GaussianBank, GaussianHead, density_factor, select_kernels
 from .tiling import Tile, tile_plan
 
 _NORM_MEAN, _NORM_STD = 0.5, 0.5
+MIN_FITTED_CHUNK = 4096  # fitting chunks to free memory stops here: smaller ones run slowly and save little
 
 
 def sample_bicubic(x: Tensor, coord: Tensor) -> Tensor:
@@ -73,7 +74,8 @@ class GaussianSR(nn.Module):
         residual (str | None): ``bicubic`` adds the bicubic-upsampled LR image; ``none``/None disables it.
             Default: 'bicubic'.
         head_hidden (int): Hidden channels of the kernel-selection head. Default: 64.
-        chunk_size (int): Queries rendered at once by ``upsample``. Default: 131072.
+        chunk_size (int): Queries rendered at once by ``upsample``, at most (fewer on a GPU short of free memory,
+            ``fit_chunk_size``). Default: 131072.
         splat_backend (str): ``auto`` (CUDA kernel for CUDA tensors when built, else the reference; the environment
             variable ``GAUSSIANSR_SPLAT`` overrides it), ``cuda`` or ``reference``. Default: 'auto'.
     """
@@ -246,6 +248,24 @@ class GaussianSR(nn.Module):
             out[:, i:i + chunk_size] = self._query(feat, splat_params, side, c, cell.expand(b, c.shape[1], 2))
         return out.view(b, grid_size[0], grid_size[1], 3).permute(0, 3, 1, 2)
 
+    def query_bytes(self) -> int:
+        """Device memory one query of a batch item holds while its chunk is decoded, in float32: two activations of
+        the widest decoder layer, the decoder input and the bicubic stream (2.6 KB for the defaults, the slope of
+        peak memory over chunk size measured on the H200, docs/benchmarks.md)."""
+        linears = [m for m in self.decoder.modules() if isinstance(m, nn.Linear)]
+        side_channels = self.encoder.num_feat_out - self.num_gaussian_channels + 3
+        return 4 * (2 * max(m.out_features for m in linears) + linears[0].in_features + side_channels + 16)
+
+    def fit_chunk_size(self, lq: Tensor, chunk_size: int) -> int:
+        """``chunk_size``, or fewer queries on a GPU whose free memory could not hold the chunks of ``lq``'s batch
+        in half of it (at least ``MIN_FITTED_CHUNK``; the rest is left to the out-of-memory fallbacks). Unchanged
+        on the CPU and while a CUDA graph is being captured."""
+        if not lq.is_cuda or torch.cuda.is_current_stream_capturing():
+            return chunk_size
+        free_bytes, _ = torch.cuda.mem_get_info(lq.device)
+        fitting = free_bytes // (2 * lq.shape[0] * self.query_bytes())
+        return max(min(chunk_size, MIN_FITTED_CHUNK), min(chunk_size, int(fitting)))
+
     def upsample(self, lq: Tensor, size: Tuple[int, int], chunk_size: Optional[int] = None,
                  tile: Optional[int] = None, tile_overlap: int = 16, out: Optional[Tensor] = None) -> Tensor:
         """Super-resolve whole images to ``size`` with bounded memory.
@@ -253,7 +273,7 @@ class GaussianSR(nn.Module):
         Args:
             lq (Tensor): LR images in [0, 1], [B, 3, h, w].
             size (tuple[int, int]): Output (H, W).
-            chunk_size (int, optional): Queries per chunk. Default: ``self.chunk_size``.
+            chunk_size (int, optional): Queries per chunk, at most (``fit_chunk_size``). Default: ``self.chunk_size``.
             tile (int, optional): LR tile side; tiles are encoded separately with ``tile_overlap`` LR pixels of
                 context on each side, and every HR pixel is rendered by the tile that owns its nearest LR pixel.
             tile_overlap (int): Context around each tile, in LR pixels. Default: 16.
@@ -266,7 +286,7 @@ class GaussianSR(nn.Module):
         size = (int(size[0]), int(size[1]))
         if size[0] < 1 or size[1] < 1:
             raise ValueError(f'size must be positive, got {size}')
-        chunk_size = int(chunk_size or self.chunk_size)
+        chunk_size = self.fit_chunk_size(lq, int(chunk_size or self.chunk_size))
         h, w = lq.shape[-2:]
         if out is not None and tuple(out.shape) != (lq.shape[0], 3, *size):
             raise ValueError(f'out must have shape {(lq.shape[0], 3, *size)}, got {tuple(out.shape)}')

@@ -252,3 +252,35 @@ def test_splat_backend_option(tiny_net_opt, monkeypatch):
         forced(lq, coord, cell)  # CPU tensors cannot take the CUDA kernel: a clear error, not a silent fallback
     with pytest.raises(ValueError, match='splat_backend'):
         build_network(dict(tiny_net_opt, splat_backend='gpu'))
+
+
+def test_chunks_fit_free_gpu_memory(monkeypatch):
+    """On a GPU short of free memory, chunks shrink so that those of the whole batch fit in half of it; never below
+    MIN_FITTED_CHUNK, never above the chunk asked for; the CPU and graph capture keep the chunk as asked."""
+    import types
+    from gaussiansr_plugin.archs.gaussiansr_arch import MIN_FITTED_CHUNK
+    net = ARCH_REGISTRY.get('GaussianSR')()
+    assert net.query_bytes() == 4 * (2 * 256 + 68 + 59 + 16)  # 2.6 KB, the slope measured on the H200
+    assert net.fit_chunk_size(torch.rand(1, 3, 4, 4), 131072) == 131072
+    lq = types.SimpleNamespace(is_cuda=True, shape=(2, 3, 64, 64), device='cuda:0')
+    monkeypatch.setattr(torch.cuda, 'is_current_stream_capturing', lambda: False)
+    free = 2 * 2 * net.query_bytes() * 10000  # room for 10000 queries of a 2-image batch in half the free memory
+    monkeypatch.setattr(torch.cuda, 'mem_get_info', lambda device=None: (free, 10 * free))
+    assert net.fit_chunk_size(lq, 131072) == 10000
+    assert net.fit_chunk_size(lq, 5000) == 5000
+    monkeypatch.setattr(torch.cuda, 'mem_get_info', lambda device=None: (1000, 10 ** 9))
+    assert net.fit_chunk_size(lq, 131072) == MIN_FITTED_CHUNK and net.fit_chunk_size(lq, 100) == 100
+    monkeypatch.setattr(torch.cuda, 'is_current_stream_capturing', lambda: True)
+    assert net.fit_chunk_size(lq, 131072) == 131072
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+def test_fitted_chunks_render_the_same_image_on_cuda(tiny_net_opt, monkeypatch):
+    net = build_network(tiny_net_opt).cuda().eval()
+    lq = torch.rand(2, 3, 40, 40, device='cuda')
+    with torch.no_grad():
+        roomy = net.upsample(lq, (150, 150), chunk_size=30000)
+        free = 2 * 2 * net.query_bytes() * 5000
+        monkeypatch.setattr(torch.cuda, 'mem_get_info', lambda device=None: (free, 10 ** 11))
+        assert net.fit_chunk_size(lq, 30000) == 5000
+        torch.testing.assert_close(net.upsample(lq, (150, 150), chunk_size=30000), roomy, rtol=0, atol=1e-5)
