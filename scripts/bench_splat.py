@@ -74,6 +74,13 @@ def copy_bandwidth(device: torch.device, runs: int) -> float:
     return 2 * src.numel() * src.element_size() / seconds
 
 
+def launch_latency(device: torch.device, runs: int) -> float:
+    """Median seconds between CUDA events around one launch of a one-element kernel: the least time any pass that
+    launches a kernel can take (the lower limit of the training-shape rows)."""
+    x = torch.zeros(1, device=device)
+    return median_time(lambda: x.add_(1), runs, 10, device)
+
+
 def floor_bytes(case: Dict, passes: str) -> int:
     """Bytes that must move (float32): forward, or forward + backward."""
     b, c, n = case['b'], case['c'], case['h'] * case['w']
@@ -163,9 +170,12 @@ def main(argv: Optional[List[str]] = None) -> None:
         sys.exit('bench_splat: no CUDA device; use --device cpu')
     args.runs = args.runs or (50 if device.type == 'cuda' else 5)
     args.copy_bandwidth = copy_bandwidth(device, args.runs)
+    args.launch_us = launch_latency(device, 200) * 1e6
     cases, backends = (CUDA_CASES, ('cuda', 'reference')) if device.type == 'cuda' else (CPU_CASES, ('reference', ))
     rows = [row for case in cases for backend in backends for row in bench_case(case, backend, args, device)]
     print(markdown(rows, args))
+    print(f'\nOne call of a one-element add_ on {device.type} (median of 200; on CUDA: CUDA events around one kernel '
+          f'launch): {args.launch_us:.2f} µs')
     stages = [row for case in cases for row in stage_rows(case, args, device)] if device.type == 'cuda' else []
     if stages:
         print('\n| case | CUDA stage | median µs |\n|---|---|---:|')
@@ -179,7 +189,8 @@ def main(argv: Optional[List[str]] = None) -> None:
             'runs': args.runs,
             'warmup': args.warmup,
             'bandwidth': args.bandwidth,
-            'copy_bandwidth': args.copy_bandwidth
+            'copy_bandwidth': args.copy_bandwidth,
+            'launch_us': args.launch_us
         }
         with open(args.json, 'w') as f:
             json.dump({'meta': meta, 'rows': rows, 'stages': stages}, f, indent=2)

@@ -38,3 +38,15 @@ def test_bench_query_parts_cpu_smoke(tmp_path):
     parts = {r['part']: r for r in result['parts']}
     assert parts['splat']['ms_per_image'] == 5 * parts['splat']['ms_per_block'] > 0
     assert parts['decoder matmuls only fp32']['tflops'] > 0 and '| upsample (whole image, eager) |' in run.stdout
+
+
+def test_bench_splat_cpu_smoke(tmp_path):
+    out = tmp_path / 'splat.json'
+    cmd = [sys.executable, os.path.join(ROOT, 'scripts', 'bench_splat.py'), '--device', 'cpu', '--runs', '1',
+           '--warmup', '0', '--json', str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result['meta']['launch_us'] > 0 and result['meta']['copy_bandwidth'] > 0
+    assert {(r['backend'], r['passes']) for r in result['rows']} == {('reference', 'fwd'), ('reference', 'fwd+bwd')}
+    assert all(r['x_floor'] > 1 for r in result['rows']) and 'One call of a one-element add_ on cpu' in run.stdout
