@@ -14,7 +14,7 @@ import datetime
 import functools
 import json
 import sys
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -74,11 +74,17 @@ def copy_bandwidth(device: torch.device, runs: int) -> float:
     return 2 * src.numel() * src.element_size() / seconds
 
 
-def launch_latency(device: torch.device, runs: int) -> float:
-    """Median seconds between CUDA events around one launch of a one-element kernel: the least time any pass that
-    launches a kernel can take (the lower limit of the training-shape rows)."""
+def launch_latency(device: torch.device, runs: int, queued: int = 1000) -> Tuple[float, float]:
+    """Seconds per one-element kernel (an in-place add): launched alone, timed like the rows (events around one
+    call: the least time a pass launched from Python takes here), and back to back (``queued`` launches between two
+    events, divided: the GPU's own cost per kernel once the host is ahead)."""
     x = torch.zeros(1, device=device)
-    return median_time(lambda: x.add_(1), runs, 10, device)
+
+    def many():
+        for _ in range(queued):
+            x.add_(1)
+
+    return median_time(lambda: x.add_(1), runs, 10, device), median_time(many, 5, 1, device) / queued
 
 
 def floor_bytes(case: Dict, passes: str) -> int:
@@ -170,12 +176,12 @@ def main(argv: Optional[List[str]] = None) -> None:
         sys.exit('bench_splat: no CUDA device; use --device cpu')
     args.runs = args.runs or (50 if device.type == 'cuda' else 5)
     args.copy_bandwidth = copy_bandwidth(device, args.runs)
-    args.launch_us = launch_latency(device, 200) * 1e6
+    args.launch_us, args.queued_launch_us = (seconds * 1e6 for seconds in launch_latency(device, 200))
     cases, backends = (CUDA_CASES, ('cuda', 'reference')) if device.type == 'cuda' else (CPU_CASES, ('reference', ))
     rows = [row for case in cases for backend in backends for row in bench_case(case, backend, args, device)]
     print(markdown(rows, args))
-    print(f'\nOne call of a one-element add_ on {device.type} (median of 200; on CUDA: CUDA events around one kernel '
-          f'launch): {args.launch_us:.2f} µs')
+    print(f'\nOne-element add_ on {device.type}: {args.launch_us:.2f} µs alone (median of 200, timed like the rows), '
+          f'{args.queued_launch_us:.2f} µs each back to back (1000 between two timestamps)')
     stages = [row for case in cases for row in stage_rows(case, args, device)] if device.type == 'cuda' else []
     if stages:
         print('\n| case | CUDA stage | median µs |\n|---|---|---:|')
@@ -190,7 +196,8 @@ def main(argv: Optional[List[str]] = None) -> None:
             'warmup': args.warmup,
             'bandwidth': args.bandwidth,
             'copy_bandwidth': args.copy_bandwidth,
-            'launch_us': args.launch_us
+            'launch_us': args.launch_us,
+            'queued_launch_us': args.queued_launch_us
         }
         with open(args.json, 'w') as f:
             json.dump({'meta': meta, 'rows': rows, 'stages': stages}, f, indent=2)
