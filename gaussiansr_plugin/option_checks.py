@@ -60,6 +60,11 @@ def dataset_owner(opt: Mapping, cls_name: str) -> str:
     return f'{cls_name}{name}{phase}'
 
 
+def is_int_at_least(value, minimum: int) -> bool:
+    """Whether an option value is an int >= ``minimum`` (YAML's ``true`` is a bool, not a count)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
 def keyword_names(fn: Callable) -> List[str]:
     """Names ``fn`` accepts as keyword arguments (``self`` and ``*args``/``**kwargs`` left out)."""
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)

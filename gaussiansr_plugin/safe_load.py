@@ -9,6 +9,7 @@ import os
 import pickle
 import re
 import warnings
+from collections import OrderedDict
 from typing import Any, Iterable, Mapping, Tuple, Union
 
 import torch
@@ -79,6 +80,12 @@ def describe_state_mismatch(expected: Mapping, state: Mapping, shown: int = 3) -
     if shapes:
         problems.append(f'shape (checkpoint vs network) {names(shapes)}')
     return '; '.join(problems)
+
+
+def strip_ddp_prefix(state: Mapping) -> 'OrderedDict':
+    """``state`` with DDP's ``module.`` removed from the start of its (string) keys, in the same order."""
+    return OrderedDict((k[len('module.'):] if isinstance(k, str) and k.startswith('module.') else k, v)
+                       for k, v in state.items())
 
 
 PARAM_KEYS = ('params_ema', 'params', 'state_dict')  # where checkpoints keep network weights, preferred first

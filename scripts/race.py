@@ -21,7 +21,7 @@ import math
 import os
 import sys
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -69,10 +69,18 @@ def to_uint8(t: torch.Tensor) -> np.ndarray:
     return (t[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
 
 
-def downscale(race, hr: torch.Tensor, side: int) -> torch.Tensor:
-    """The harness's LR: antialiased bicubic, then quantised to 8 bits."""
-    lr = F.interpolate(hr, size=(side, side), mode='bicubic', antialias=True, align_corners=False).clamp(0, 1)
-    return (lr * 255).round() / 255
+def centre_crop(im: torch.Tensor, side: int, lr_side: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The centre ``side``² crop of a uint8 photo [3, H, W] as [1, 3, side, side] in [0, 1], and its LR as the
+    harness makes it (antialiased bicubic to ``lr_side``², quantised to 8 bits)."""
+    y0, x0 = (im.shape[1] - side) // 2, (im.shape[2] - side) // 2
+    hr = im[:, y0:y0 + side, x0:x0 + side].float()[None] / 255
+    lr = F.interpolate(hr, size=(lr_side, lr_side), mode='bicubic', antialias=True, align_corners=False).clamp(0, 1)
+    return hr, (lr * 255).round() / 255
+
+
+def bicubic_up(lr: torch.Tensor, h: int, w: int, s: Optional[float] = None) -> torch.Tensor:
+    """Plain bicubic upsampling, in the harness's ``up(lr, H, W, s)`` convention: the baseline of every score."""
+    return F.interpolate(lr, size=(h, w), mode='bicubic', align_corners=False)
 
 
 def evaluate(race, up: Callable, photos: List[torch.Tensor]) -> Dict[str, dict]:
@@ -86,9 +94,7 @@ def evaluate(race, up: Callable, photos: List[torch.Tensor]) -> Dict[str, dict]:
             side = round(lr_side * s)
             rows = []
             for im in photos:
-                y0, x0 = (im.shape[1] - side) // 2, (im.shape[2] - side) // 2
-                hr = im[:, y0:y0 + side, x0:x0 + side].float()[None] / 255
-                lr = downscale(race, hr, lr_side)
+                hr, lr = centre_crop(im, side, lr_side)
                 sr, gt = to_uint8(up(lr, side, side, s)), to_uint8(hr)
                 border = math.ceil(s)
                 rows.append((race.y_psnr(sr, gt, border),
@@ -99,9 +105,7 @@ def evaluate(race, up: Callable, photos: List[torch.Tensor]) -> Dict[str, dict]:
 
 
 def bicubic_ssim(race, photos: List[torch.Tensor]) -> Dict[str, float]:
-    def bicubic(lr, h, w, s):
-        return F.interpolate(lr, size=(h, w), mode='bicubic', align_corners=False)
-    return {s: v['ssim'] for s, v in evaluate(race, bicubic, photos).items()}
+    return {s: v['ssim'] for s, v in evaluate(race, bicubic_up, photos).items()}
 
 
 def save_crops(race, up: Callable, paths: List[str], folder: str, tag: str) -> None:
@@ -117,12 +121,9 @@ def save_crops(race, up: Callable, paths: List[str], folder: str, tag: str) -> N
             if side > min(im.shape[1:]):
                 print(f'note: {name} is smaller than a x{s} crop ({side} pixels); skipped', file=sys.stderr)
                 continue
-            y0, x0 = (im.shape[1] - side) // 2, (im.shape[2] - side) // 2
-            hr = im[:, y0:y0 + side, x0:x0 + side].float()[None] / 255
-            lr = downscale(race, hr, CROP_LR_SIDE)
+            hr, lr = centre_crop(im, side, CROP_LR_SIDE)
             with torch.no_grad():
-                images = {tag: up(lr, side, side, s), 'hr': hr, 'lr': lr,
-                          'bicubic': F.interpolate(lr, size=(side, side), mode='bicubic', align_corners=False)}
+                images = {tag: up(lr, side, side, s), 'hr': hr, 'lr': lr, 'bicubic': bicubic_up(lr, side, side)}
             for kind, img in images.items():
                 cv2.imwrite(os.path.join(folder, f'{name}_x{s}_{kind}.png'), to_uint8(img)[..., ::-1])
 
@@ -159,12 +160,12 @@ def with_progress(make_batch: Callable, every: int) -> Callable:
 
 
 def with_bank_lr(adam: Callable, built: dict, mult: float) -> Callable:
-    """The harness's ``Adam(net.parameters(), lr)`` with the built net's Gaussian bank in a group at ``mult`` x lr."""
+    """The harness's ``Adam(net.parameters(), lr)`` with the built net's Gaussian bank in a group at ``mult`` x lr
+    (the groups of ``train.bank_lr_mult``)."""
+    from gaussiansr_plugin.models.gaussiansr_model import bank_lr_groups
+
     def make(params, lr, **kwargs):
-        bank = {id(p) for p in built['net'].bank.parameters()}
-        params = list(params)
-        return adam([{'params': [p for p in params if id(p) not in bank]},
-                     {'params': [p for p in params if id(p) in bank], 'lr': lr * mult}], lr, **kwargs)
+        return adam(bank_lr_groups(built['net'], lr, mult), lr, **kwargs)
     return make
 
 

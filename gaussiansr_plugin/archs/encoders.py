@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from basicsr.archs.arch_util import ResidualBlockNoBN, make_layer
 from basicsr.utils.registry import ARCH_REGISTRY
-from ..option_checks import check_keys, keyword_names
+from ..option_checks import check_keys, is_int_at_least, keyword_names
 from ..safe_load import describe_state_mismatch, safe_torch_load, select_weights
 
 
@@ -168,7 +168,7 @@ def _check_encoder_options(enc_type: str, cls, opt: dict) -> None:
         return
     for key in _SIZE_KEYS:
         value = opt.get(key)
-        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        if value is not None and not is_int_at_least(value, 1):
             raise ValueError(f"encoder '{enc_type}': {key} must be an int >= 1, got {value!r}")
     for key in ('depths', 'num_heads'):
         value = opt.get(key)

@@ -14,7 +14,7 @@ from ..ops.splat import MAX_RADIUS as SPLAT_MAX_RADIUS
 from ..ops.splat import splat
 from .decoder import MLPDecoder
 from .encoders import build_encoder
-from ..option_checks import strict_kwargs
+from ..option_checks import is_int_at_least, strict_kwargs
 from .gaussian_util import make_cell, make_coord, pair_tensor
 from .sgs import GaussianBank, GaussianHead, density_factor, select_kernels
 from .tiling import Tile, tile_plan
@@ -31,17 +31,13 @@ def sample_bicubic(x: Tensor, coord: Tensor) -> Tensor:
     return out[:, :, 0].transpose(1, 2)
 
 
-def _is_int(value, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
 def _check_sizes(bank_size, sigma_range, tau, mlp_hidden, head_hidden) -> None:
     """Reject sizes that would fail deep inside PyTorch (negative dimensions) or train nothing."""
-    if not _is_int(bank_size, 1):
+    if not is_int_at_least(bank_size, 1):
         raise ValueError(f'bank_size must be an int >= 1, got {bank_size!r}')
-    if not _is_int(head_hidden, 1):
+    if not is_int_at_least(head_hidden, 1):
         raise ValueError(f'head_hidden must be an int >= 1, got {head_hidden!r}')
-    if not isinstance(mlp_hidden, (list, tuple)) or not all(_is_int(n, 1) for n in mlp_hidden):
+    if not isinstance(mlp_hidden, (list, tuple)) or not all(is_int_at_least(n, 1) for n in mlp_hidden):
         raise ValueError(f'mlp_hidden must be a list of ints >= 1, got {mlp_hidden!r}')
     pair = isinstance(sigma_range, (list, tuple)) and len(sigma_range) == 2
     if not (pair and 0 < float(sigma_range[0]) < float(sigma_range[1])):

@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=None,
         metavar='N',
-        help="queries rendered at once. Default: the model's (65536)")
+        help="queries rendered at once, at most (fewer on a GPU short of free memory). Default: the model's "
+        '(131072 for the paper configuration)')
     parser.add_argument(
         '--max-pixels',
         type=positive_int,

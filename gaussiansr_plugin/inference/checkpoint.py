@@ -23,7 +23,7 @@ from torch import Tensor
 from ..archs.gaussiansr_arch import GaussianSR
 from ..cli.errors import UserError
 from ..safe_load import (PARAM_KEYS, CheckpointError, describe_state_mismatch, first_line, safe_torch_load,
-                         select_weights)
+                         select_weights, strip_ddp_prefix)
 
 DEFAULT_MODEL = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'weights', 'gaussiansr_edsrb_demo.pth')
 _TRAINING_STATE_KEYS = {'optimizers', 'schedulers', 'iter'}
@@ -71,7 +71,7 @@ def extract_state_dict(checkpoint: Any, path: str) -> Tuple[Dict[str, Tensor], s
     if not state or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
         raise UserError(f'{path} holds no network weights (expected {", ".join(PARAM_KEYS[:2])} or a state dict '
                         'of tensors)')
-    return {(k[7:] if k.startswith('module.') else k): v for k, v in state.items()}, key
+    return dict(strip_ddp_prefix(state)), key
 
 
 def read_network_options(yml_path: str) -> Dict[str, Any]:

@@ -3,6 +3,7 @@ import contextlib
 import copy
 import os
 from collections import OrderedDict
+from typing import List
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -12,9 +13,20 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from ..archs.gaussian_util import output_size
-from ..safe_load import CheckpointError, describe_state_mismatch, safe_torch_load
+from ..option_checks import is_int_at_least
+from ..safe_load import CheckpointError, describe_state_mismatch, safe_torch_load, strip_ddp_prefix
 from .checkpoint_io import atomic_torch_save, checkpoint_before, get_rng_state, set_rng_state
 from .schedules import TrainingDiverged, resolve_crop_border, tau_at
+
+
+def bank_lr_groups(net: torch.nn.Module, lr: float, mult: float) -> List[dict]:
+    """Optimizer parameter groups of a GaussianSR: its trainable parameters at ``lr``, except the Gaussian bank's,
+    which get ``mult * lr`` (``train.bank_lr_mult``)."""
+    named = [(name, p) for name, p in net.named_parameters() if p.requires_grad]
+    bank = [p for name, p in named if name.startswith('bank.')]
+    if not bank:
+        raise ValueError('train.bank_lr_mult needs a Gaussian bank (network_g.num_gaussian_channels > 0)')
+    return [{'params': [p for name, p in named if not name.startswith('bank.')]}, {'params': bank, 'lr': lr * mult}]
 
 
 @MODEL_REGISTRY.register()
@@ -45,14 +57,9 @@ class GaussianSRModel(SRModel):
             raise ValueError(f'train.bank_lr_mult must be a number > 0, got {mult!r}')
         if mult == 1:
             return super().setup_optimizers()
-        named = [(name, p) for name, p in self.get_bare_model(self.net_g).named_parameters() if p.requires_grad]
-        bank = [p for name, p in named if name.startswith('bank.')]
-        if not bank:
-            raise ValueError('train.bank_lr_mult needs a Gaussian bank (network_g.num_gaussian_channels > 0)')
         optim_opt = dict(self.opt['train']['optim_g'])
         optim_type, lr = optim_opt.pop('type'), optim_opt.pop('lr')
-        groups = [{'params': [p for name, p in named if not name.startswith('bank.')]},
-                  {'params': bank, 'lr': lr * mult}]
+        groups = bank_lr_groups(self.get_bare_model(self.net_g), lr, mult)
         self.optimizer_g = self.get_optimizer(optim_type, groups, lr, **optim_opt)
         self.optimizers.append(self.optimizer_g)
 
@@ -139,7 +146,7 @@ class GaussianSRModel(SRModel):
 
     def _max_nan_steps(self) -> int:
         limit = self.opt['train'].get('max_nan_steps', 10)
-        if not (isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1):
+        if not is_int_at_least(limit, 1):
             raise ValueError(f'train.max_nan_steps must be an int >= 1, got {limit!r}')
         return limit
 
@@ -204,8 +211,7 @@ class GaussianSRModel(SRModel):
             if not isinstance(checkpoint.get(param_key), dict):
                 raise CheckpointError(f'{what} has no {param_key!r} entry (it has: {", ".join(map(str, checkpoint))})')
             checkpoint = checkpoint[param_key]
-        state = OrderedDict(
-            (k[7:] if isinstance(k, str) and k.startswith('module.') else k, v) for k, v in checkpoint.items())
+        state = strip_ddp_prefix(checkpoint)
         get_root_logger().info(
             f'Loading {net.__class__.__name__} model from {load_path}, with param key: [{param_key}].')
         if strict:
