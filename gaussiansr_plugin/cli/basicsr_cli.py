@@ -21,6 +21,7 @@ from typing import List, Optional
 
 import yaml
 
+from ..safe_load import first_line
 from .errors import UserError, fail
 
 PLUGIN_GROUP = 'basicsr.plugins'
@@ -46,7 +47,7 @@ def read_custom_imports(opt_path: str) -> List[str]:
         with open(opt_path) as f:
             opt = yaml.safe_load(f)
     except yaml.YAMLError as exc:
-        raise UserError(f'cannot parse {opt_path}: {str(exc).splitlines()[0]}') from exc
+        raise UserError(f'cannot parse {opt_path}: {first_line(exc)}') from exc
     if not isinstance(opt, dict):
         raise UserError(f'{opt_path} is not a YAML mapping of options')
     custom = opt.get('custom_imports') or {}

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ..archs.gaussian_util import output_size
 from ..archs.gaussiansr_arch import GaussianSR
+from ..safe_load import first_line
 from .upscaler import RenderPlan, render
 
 _CLEAR_REFS = '/proc/self/clear_refs'
@@ -65,8 +66,7 @@ def count_flops(net: GaussianSR, lq: Tensor, size: Tuple[int, int]) -> Flops:
             by_module = analyzer.by_module()
             ops = analyzer.unsupported_ops()
     except Exception as exc:  # a trace can fail on any op; report it in the table instead
-        message = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        return Flops(error=f'{type(exc).__name__}: {message}')
+        return Flops(error=f'{type(exc).__name__}: {first_line(exc)}')
     parts = {'encoder': ['net.encoder'], 'head + bank': ['net.head', 'net.bank'], 'decoder': ['net.decoder']}
     by_part = {name: float(sum(by_module.get(m, 0) for m in modules)) for name, modules in parts.items()}
     return Flops(total=float(by_module['']), by_part=by_part, uncounted_ops=sorted(ops))
