@@ -48,8 +48,15 @@ def plot_loss(paths: List[str], out: str) -> None:
     fig.savefig(out, dpi=110)
 
 
+def crop_psnr(img: np.ndarray, hr: np.ndarray) -> float:
+    """RGB PSNR (dB) of a crop against its HR crop, 8-bit images, no border cropped."""
+    mse = np.mean((img.astype(np.float64) - hr.astype(np.float64))**2)
+    return float('inf') if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
 def plot_crops(folder: str, out: str) -> None:
-    """One row per photo and scale (``<photo>_x<s>_<kind>.png``), columns CROP_COLUMNS where present."""
+    """One row per photo and scale (``<photo>_x<s>_<kind>.png``), columns CROP_COLUMNS where present; prints each
+    upscaled crop's RGB PSNR against the HR crop."""
     kind = re.compile(r'_(' + '|'.join(CROP_COLUMNS) + r')\.png$')
     keys = sorted({kind.sub('', os.path.basename(p)) for p in glob.glob(os.path.join(folder, '*.png'))})
     columns = [c for c in CROP_COLUMNS if glob.glob(os.path.join(folder, f'*_{c}.png'))]
@@ -61,6 +68,8 @@ def plot_crops(folder: str, out: str) -> None:
         for ax, kind in zip(row, columns):
             img = cv2.imread(os.path.join(folder, f'{key}_{kind}.png'))
             if img is not None:
+                if kind not in ('lr', 'hr'):
+                    print(f'{key} {kind}: RGB PSNR {crop_psnr(img, hr):.2f} dB')
                 if kind == 'lr':
                     img = cv2.resize(img, hr.shape[1::-1], interpolation=cv2.INTER_NEAREST)
                 ax.imshow(img[..., ::-1])

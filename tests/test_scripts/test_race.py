@@ -50,8 +50,9 @@ def test_variant_race_smoke(tmp_path):
     assert '| race |' in table and '| race [eval_selection=soft] |' in table and '| bicubic |' in table
     plot = [sys.executable, os.path.join(ROOT, 'scripts', 'plot_race.py'), '--loss', str(tmp_path / 'loss.png'),
             str(out), '--crops', str(tmp_path / 'crops'), '--out', str(tmp_path / 'crops.png')]
-    subprocess.run(plot, check=True, capture_output=True)
+    printed = subprocess.run(plot, check=True, capture_output=True, text=True).stdout
     assert (tmp_path / 'loss.png').stat().st_size > 0 and (tmp_path / 'crops.png').stat().st_size > 0
+    assert f'{name}_x4 ours: RGB PSNR ' in printed and f'{name}_x4 bicubic: RGB PSNR ' in printed
 
 
 def test_bank_lr_mult_wraps_the_harness_optimiser(tiny_net_opt):
