@@ -356,7 +356,9 @@ class Race:
             os.replace(self.args.out + '.tmp', self.args.out)
 
     def must_pause(self, next_is_eval: bool, step_s: float) -> bool:
-        """Whether the next iteration (plus its evaluation, a save and a margin) could overrun ``--time-limit``."""
+        """Whether the next iteration (plus its evaluation, a save and a margin) could overrun ``--time-limit``:
+        twice the slowest step, the last evaluation's time (0.1 x the limit before the first), twice the last save's
+        and min(30 s, 0.05 x the limit)."""
         limit = self.args.time_limit
         if limit is None:
             return False
@@ -398,7 +400,7 @@ def run(args: argparse.Namespace, device: torch.device) -> None:
     race.bicubic = score(bicubic_up, crops)
     race.resume()
     eval_at = sorted({i for i in args.eval_at if i <= args.iters} | {args.iters})
-    step_s, segment = 0.0, time.time()
+    step_s, steps, segment = 0.0, 0, time.time()  # step_s: the slowest step but the first (compilation, warm-up)
     while race.iteration < args.iters:
         if race.must_pause(race.iteration + 1 in eval_at, step_s):
             synchronize(device)
@@ -415,7 +417,7 @@ def run(args: argparse.Namespace, device: torch.device) -> None:
             race.window.zero_()
             print(f'iteration {race.iteration}, loss {race.loss[-1]:.4f}, {time.time() - race.start:.0f} s',
                   file=sys.stderr, flush=True)
-        step_s = max(step_s, time.time() - begin)
+        step_s, steps = (max(step_s, time.time() - begin) if steps else 0.0), steps + 1
         evaluate_now = race.iteration in eval_at and race.iteration not in race.scores
         if evaluate_now or race.iteration % args.save_every == 0 or race.iteration == args.iters:
             synchronize(device)
