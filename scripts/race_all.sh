@@ -4,8 +4,9 @@
 # Usage (from the repo root; the photos in datasets/demo_wallpapers, the peers' code in .peers/GaussianSR, .peers/liif):
 #   bash scripts/race_all.sh OUT_DIR STATE_DIR ITERS TIME_LIMIT [ROW...]     # default: every row
 # Each row trains with --tf32 --state STATE_DIR/<row> --out OUT_DIR/race_<row>.json --time-limit TIME_LIMIT and logs to
-# OUT_DIR/race_<row>.log. A row that reaches TIME_LIMIT seconds saves, writes its JSON so far and stops; run the same
-# command again (with the same STATE_DIR) to resume every row where it stopped. Rows evaluate at race.py's --eval-at
+# OUT_DIR/race_<row>.log. A row that nears TIME_LIMIT seconds saves, writes its JSON so far and stops (the tables
+# after it take a few seconds more: 540 fits a 600 s call); run the same command again (with the same STATE_DIR) to
+# resume every row where it stopped. Rows evaluate at race.py's --eval-at
 # default (6000, 11000, 25000, 50000) up to ITERS, and at ITERS. EVAL_AT=n,n,... overrides it.
 # `default` saves its weights (OUT_DIR/default.pth); `default`, `official` and `liif` save the visual crops into
 # OUT_DIR/crops. Add a row: one line `[name]="race.py arguments"` below.
