@@ -208,7 +208,8 @@ def score(upsample: Callable[[torch.Tensor, int, int], torch.Tensor],
 
 def evaluate(racer: Racer, crops: Dict[str, List[Tuple[torch.Tensor, np.ndarray]]]) -> Dict[str, Dict[str, float]]:
     """``score`` of the racer in eval() and no_grad, leaving every random stream as it found it; back to train()."""
-    devices = [crops['2'][0][0].device] if crops['2'][0][0].is_cuda else []
+    lr = next(iter(crops.values()))[0][0]
+    devices = [lr.device] if lr.is_cuda else []
     racer.net.eval()
     try:
         with torch.random.fork_rng(devices=devices), torch.no_grad():
