@@ -31,6 +31,10 @@ declare -A ROW_ARGS=(
   [nores]="--set residual=none"
   [banklr10]="--bank-lr-mult 10"
   [banklr100]="--bank-lr-mult 100"
+  [refine]="--set kernel_refine=true --set head_input=all --save-weights $OUT/refine.pth"
+  [gabor16]="--set gabor_bands=16"
+  [gabor16r]="--set gabor_bands=16 --set kernel_refine=true --set head_input=all --save-weights $OUT/gabor16r.pth --crops $OUT/crops_gabor16r"
+  [gabor32r]="--set gabor_bands=32 --set kernel_refine=true --set head_input=all"
   [official]="--peer gaussiansr --peer-root .peers --crops $OUT/crops"
   [liif]="--peer liif --peer-root .peers --crops $OUT/crops"
 )

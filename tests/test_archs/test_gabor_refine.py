@@ -72,3 +72,27 @@ def test_gaussian_head_input_needs_splatted_channels(tiny_net_opt):
     opt = dict(tiny_net_opt, num_gaussian_channels=0, gabor_bands=4)
     with pytest.raises(ValueError, match='head_input'):
         ARCH_REGISTRY.get(opt.pop('type'))(**opt)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_gabor_bands_through_the_cuda_kernel_match_the_reference(tiny_net_opt):
+    """The splat of 8 + 2K channels (features and Gabor bands) on the CUDA kernel equals the reference op."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+    from gaussiansr_plugin.ops.splat._backend import load_ext
+    if load_ext()[0] is None:
+        pytest.skip('the splat CUDA extension is not built')
+    opt = dict(tiny_net_opt, gabor_bands=16, kernel_refine=True, head_input='all')
+    net = ARCH_REGISTRY.get(opt.pop('type'))(**opt).cuda()
+    lq, coord = torch.rand(2, 3, 12, 12, device='cuda'), torch.rand(2, 300, 2, device='cuda') * 2 - 1
+    cell = torch.full((2, 300, 2), 0.05, device='cuda')
+    outputs, grads = [], []
+    for backend in ('cuda', 'reference'):
+        net.splat_backend = backend
+        net.zero_grad()
+        torch.manual_seed(0)  # the same Gumbel draw for both
+        out = net(lq, coord, cell)
+        out.square().mean().backward()
+        outputs.append(out)
+        grads.append(torch.cat([p.grad.flatten() for p in net.parameters()]))
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-5)
+    assert torch.allclose(grads[0], grads[1], atol=1e-5, rtol=1e-4)
