@@ -6,10 +6,7 @@ Writing picks the format from the extension, keeps the pixel type where the form
 the target in one step (a temporary file in the same folder, then ``os.replace``), so a partial file never
 appears under the final name.
 """
-import contextlib
 import io
-import os
-import secrets
 import warnings
 from dataclasses import dataclass
 from os import path as osp
@@ -19,6 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ..atomic_files import write_atomic
 from ..cli.errors import UserError
 
 # extension -> (pixel types the format stores, best first for float input; alpha channel supported)
@@ -225,29 +223,12 @@ def encode(pixels: np.ndarray, ext: str) -> bytes:
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``.
-
-    The folder is created if needed. On any failure (including Ctrl-C) the temporary file is removed and ``path``
-    is left as it was.
-    """
-    folder = osp.dirname(osp.abspath(path))
-    tmp = osp.join(folder, f'.{osp.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp')
+    """Write ``data`` to ``path`` atomically (``atomic_files.write_atomic``): on any failure, including Ctrl-C,
+    ``path`` is left as it was and no temporary file remains."""
     try:
-        os.makedirs(folder, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, lambda f: f.write(data))
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
         raise UserError(f'cannot write {path}: {exc.strerror or exc}') from exc
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
 
 
 def write_image(path: str, picture: Picture) -> List[str]:
