@@ -16,6 +16,7 @@ from ..archs.gaussian_util import output_size
 from ..option_checks import is_int_at_least
 from ..safe_load import CheckpointError, describe_state_mismatch, safe_torch_load, strip_ddp_prefix
 from .checkpoint_io import atomic_torch_save, checkpoint_before, get_rng_state, set_rng_state
+from .option_sections import check_sections
 from .schedules import TrainingDiverged, resolve_crop_border, tau_at
 
 
@@ -42,6 +43,9 @@ class GaussianSRModel(SRModel):
     """
 
     def __init__(self, opt):
+        check_sections(opt)
+        if not opt.get('is_train') and not (opt.get('path') or {}).get('pretrain_network_g'):
+            get_root_logger().warning('path.pretrain_network_g is not set: testing a network with random weights')
         super().__init__(opt)
         self._nan_steps = 0
         self._last_finite_iter = 0
