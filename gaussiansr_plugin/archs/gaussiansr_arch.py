@@ -129,7 +129,7 @@ class GaussianSR(nn.Module):
         (``strict`` loading cannot tell a peak-trained bank from a density-trained one)."""
         bank = getattr(self, 'bank', None)
         return {'gaussian_norm': self.gaussian_norm, 'radius': self.radius,
-                'residual': 'bicubic' if self.residual else 'none',
+                'residual': 'bicubic' if self.residual else 'none', 'eval_selection': self.eval_selection,
                 'sigma_range': [bank.sigma_low, bank.sigma_high] if bank is not None else None}
 
     def output_options_mismatch(self, saved: dict) -> str:
