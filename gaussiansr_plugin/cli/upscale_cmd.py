@@ -8,7 +8,8 @@ from tqdm import tqdm
 
 from ..inference.batch import check_destination, plan_jobs
 from ..inference.checkpoint import LoadedModel, load_model
-from ..inference.image_io import Picture, probe_size, read_image, write_image
+from ..inference.image_header import read_header
+from ..inference.image_io import Picture, read_image, write_image
 from ..inference.upscaler import RenderPlan, resolve_device, target_size, upscale_picture
 from .arguments import add_model_arguments, image_size, non_negative_int, one_line_errors, positive_float, positive_int
 from .errors import UserError
@@ -83,14 +84,14 @@ def _checked_size(name: str, lr_size: Tuple[int, int], args: argparse.Namespace)
     return target_size(lr_size, args.scale, args.size, args.max_pixels)
 
 
-def _read_checked(src: str, args: argparse.Namespace) -> Tuple[Picture, Tuple[int, int]]:
+def _read_checked(src: str, args: argparse.Namespace, seen: Set[str]) -> Tuple[Picture, Tuple[int, int]]:
     """Read an image and its output size; the sizes are first checked from the file header, so an image too large
     for ``--max-pixels`` is refused before it is decoded."""
-    header_size = probe_size(src)
-    if header_size is not None:
-        _checked_size(src, header_size, args)
-    picture = read_image(src)
-    return picture, _checked_size(src, picture.size, args)
+    header = read_header(src)
+    size = _checked_size(src, header.size, args)
+    if header.animated:
+        _warn(f'{src} is animated: only its first frame is upscaled', seen)
+    return read_image(src, header), size
 
 
 def run(args: argparse.Namespace) -> None:
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> None:
     seen: Set[str] = set()
     if not is_folder:
         src, dst = jobs[0]
-        picture, size = _read_checked(src, args)  # check the image and the size before the (slower) model load
+        picture, size = _read_checked(src, args, seen)  # check the image and the size before the (slower) model load
         model = load_model(args.model, args.config, device)
         _upscale_and_write(model, picture, size, dst, _plan(args, model), device, seen)
         sys.stdout.write(f'wrote {dst} ({size[1]}x{size[0]} from {picture.size[1]}x{picture.size[0]})\n')
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace) -> None:
     for src, dst in tqdm(jobs, desc='upscale', unit='img', file=sys.stderr, dynamic_ncols=True):
         try:
             check_destination(dst, args.output)
-            picture, size = _read_checked(src, args)
+            picture, size = _read_checked(src, args, seen)
             _upscale_and_write(model, picture, size, dst, plan, device, seen)
         except UserError as exc:
             failures.append(str(exc))
