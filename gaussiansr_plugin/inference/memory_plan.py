@@ -1,0 +1,103 @@
+"""Host memory of an upscale on the CPU, estimated before rendering: tile automatically, or refuse in one line.
+
+A CUDA run shrinks its query chunk to the free device memory and retries smaller plans on out-of-memory errors; on
+the CPU an allocation that does not fit ends in the allocator (or the OOM killer), so the plan is fitted to the
+memory the OS reports as available before anything runs. The estimate is derived from the network's shapes:
+
+- per LR pixel, while the encoder and the kernel choice run: ``ENCODER_MAPS`` feature maps of the encoder's width
+  (input, output and residual of a block, the convolutions' buffers), the selection head's maps and the bicubic
+  stream (2.4 KB for the paper configuration; peak RSS on a CPU grew by 2.6 KB per LR pixel at x2, output
+  included);
+- per query of a chunk: the decoder's activations (``GaussianSR.query_bytes``) and the splat reference's window
+  of (2r+1)^2 Gaussians with their feature slice and indices;
+- per output pixel, held whole whatever the tiling: ``OUTPUT_VALUES`` float32 values (the rendered tensor, the
+  NumPy copy and the conversions to the file's pixel type).
+"""
+import os
+from dataclasses import replace
+from typing import Optional, Tuple
+
+from torch import nn
+
+from ..cli.errors import UserError
+from ..ops.splat.reference import DEFAULT_CHUNK as SPLAT_CHUNK
+from .upscaler import MIN_CHUNK, MIN_TILE, RenderPlan
+
+ENCODER_MAPS = 6
+OUTPUT_VALUES = 28
+USABLE = 0.8  # of the available memory: the OS, the decoded input and allocator slack need the rest
+
+
+def available_memory() -> int:
+    """Bytes of memory the OS reports as available to a new allocation (``MemAvailable``; free pages elsewhere)."""
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+
+
+def _conv_channels(module: Optional[nn.Module]) -> list:
+    return [m.out_channels for m in module.modules() if isinstance(m, nn.Conv2d)] if module is not None else []
+
+
+def lr_pixel_bytes(net: nn.Module) -> int:
+    """Bytes per LR pixel while the encoder and the kernel choice run (see the module docstring)."""
+    width = max(_conv_channels(net.encoder) or [net.encoder.num_feat_out])
+    head = sum(_conv_channels(getattr(net, 'head', None)))
+    side = net.encoder.num_feat_out - net.num_gaussian_channels + 3
+    return 4 * (ENCODER_MAPS * width + head + side)
+
+
+def query_bytes(net: nn.Module, chunk_size: int) -> int:
+    """Bytes of one query chunk on the CPU: the decoder's activations and the splat reference's window."""
+    window = (2 * net.radius + 1)**2 * (4 * (net.num_gaussian_channels + 8) + 8)
+    splatted = min(chunk_size, SPLAT_CHUNK) * window if net.num_gaussian_channels else 0
+    return chunk_size * net.query_bytes() + splatted
+
+
+def estimate_bytes(net: nn.Module, lr_size: Tuple[int, int], out_size: Tuple[int, int], chunk_size: int,
+                   tile: Optional[int] = None, tile_overlap: int = 0) -> int:
+    """Peak host memory of rendering ``lr_size`` -> ``out_size`` with a chunk size and optional LR tiles."""
+    held = 4 * OUTPUT_VALUES * out_size[0] * out_size[1] + 16 * lr_size[0] * lr_size[1]  # + the decoded input
+    lr_side = (min(lr_size[0], tile + 2 * tile_overlap), min(lr_size[1], tile + 2 * tile_overlap)) if tile else lr_size
+    scale = out_size[0] * out_size[1] / (lr_size[0] * lr_size[1])
+    working = lr_pixel_bytes(net) * lr_side[0] * lr_side[1] + query_bytes(net, chunk_size)
+    # a tile's query grid and rendered pixels (float32 y, x, r, g, b); untiled, the grid alone (the result is held)
+    grid = 20 * scale * tile * tile if tile else 8 * out_size[0] * out_size[1]
+    return int(held + working + grid)
+
+
+def fit_to_memory(net: nn.Module, lr_size: Tuple[int, int], out_size: Tuple[int, int], plan: RenderPlan,
+                  available: Optional[int] = None) -> Tuple[RenderPlan, str]:
+    """The plan with a smaller chunk or LR tiles when the estimate exceeds the usable
+    memory, and a note saying so ('' when unchanged).
+
+    Raises:
+        UserError: Even the smallest chunk and tile do not fit (the input and output alone may not).
+    """
+    budget = USABLE * (available_memory() if available is None else available)
+
+    def fits(p: RenderPlan) -> bool:
+        return estimate_bytes(net, lr_size, out_size, p.chunk_size, p.tile, p.tile_overlap) <= budget
+
+    if fits(plan):
+        return plan, ''
+    fitted = plan
+    while not fits(fitted) and fitted.chunk_size > MIN_CHUNK:
+        fitted = replace(fitted, chunk_size=max(MIN_CHUNK, fitted.chunk_size // 2))
+    tile = fitted.tile or max(lr_size)
+    while not fits(fitted) and tile > MIN_TILE:
+        tile = max(MIN_TILE, tile // 2)
+        fitted = replace(fitted, tile=tile)
+    need = estimate_bytes(net, lr_size, out_size, plan.chunk_size, plan.tile, plan.tile_overlap)
+    if not fits(fitted):
+        least = estimate_bytes(net, lr_size, out_size, fitted.chunk_size, fitted.tile, fitted.tile_overlap)
+        raise UserError(f'upscaling {lr_size[1]}x{lr_size[0]} to {out_size[1]}x{out_size[0]} needs about '
+                        f'{least / 2**30:.1f} GiB of memory even in {MIN_TILE}-pixel tiles, {budget / 2**30:.1f} GiB '
+                        'usable here: use a smaller scale or size, or a machine with more memory')
+    return fitted, (f'the estimated {need / 2**30:.1f} GiB exceed the {budget / 2**30:.1f} GiB of memory usable here: '
+                    f'rendering with chunk size {fitted.chunk_size} and {fitted.tile}-pixel tiles')
