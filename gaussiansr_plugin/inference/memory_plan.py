@@ -28,16 +28,28 @@ OUTPUT_VALUES = 28
 USABLE = 0.8  # of the available memory: the OS, the decoded input and allocator slack need the rest
 
 
+def _read_int(path: str) -> Optional[int]:
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None  # cgroup v2 writes 'max' for no limit
+
+
 def available_memory() -> int:
-    """Bytes of memory the OS reports as available to a new allocation (``MemAvailable``; free pages elsewhere)."""
+    """Bytes the OS reports as available to a new allocation: ``MemAvailable`` (free pages where there is no
+    /proc/meminfo), capped by the cgroup v2 limit of a container."""
+    available = None
     try:
         with open('/proc/meminfo') as f:
-            for line in f:
-                if line.startswith('MemAvailable:'):
-                    return int(line.split()[1]) * 1024
+            available = next((int(line.split()[1]) * 1024 for line in f if line.startswith('MemAvailable:')), None)
     except OSError:
         pass
-    return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+    if available is None:
+        available = os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+    limit, used = _read_int('/sys/fs/cgroup/memory.max'), _read_int('/sys/fs/cgroup/memory.current')
+    return min(available, limit - used) if limit is not None and used is not None else available
 
 
 def _conv_channels(module: Optional[nn.Module]) -> list:

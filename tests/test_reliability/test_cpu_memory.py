@@ -1,5 +1,7 @@
 """On the CPU the memory of an upscale is estimated before anything is decoded or rendered: it tiles automatically
 when the estimate exceeds the available memory, and refuses in one line when even small tiles cannot fit."""
+import io
+
 import cv2
 import numpy as np
 from PIL import Image
@@ -44,3 +46,19 @@ def test_the_plan_is_unchanged_when_it_fits(tiny_checkpoint):
     assert fitted.chunk_size < 2**20 and 'chunk size' in note
     assert estimate_bytes(net, (400, 400), (800, 800), fitted.chunk_size, fitted.tile, fitted.tile_overlap) < \
         estimate_bytes(net, (400, 400), (800, 800), 2**20) // 2
+
+
+def test_available_memory_is_capped_by_a_cgroup_limit(monkeypatch):
+    real_open = open
+    files = {'/proc/meminfo': 'MemTotal: 9000 kB\nMemAvailable:   8000 kB\n', '/sys/fs/cgroup/memory.max': '6000000\n',
+             '/sys/fs/cgroup/memory.current': '1000000\n'}
+
+    def fake_open(path, *args, **kwargs):
+        if path in files:
+            return io.StringIO(files[path])
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr('builtins.open', fake_open)
+    assert memory_plan.available_memory() == 5000000
+    files['/sys/fs/cgroup/memory.max'] = 'max\n'
+    assert memory_plan.available_memory() == 8000 * 1024
