@@ -1,7 +1,9 @@
-"""Figures of an equal-budget race (scripts/ablations.sh): training-loss curves and visual crops side by side.
+"""Figures of an equal-budget race (scripts/race.py, scripts/race_all.sh): training-loss curves, PSNR-Y gain over
+bicubic against iteration, and visual crops side by side.
 
     python scripts/plot_race.py --loss docs/figures/race_loss.png results/race_default.json \
         results/race_official.json results/race_liif.json
+    python scripts/plot_race.py --curves docs/figures/race_curves.png results/race_*.json
     python scripts/plot_race.py --crops results/crops --out docs/figures/race_crops.png
 """
 import argparse
@@ -24,26 +26,61 @@ CROP_TITLES = {'lr': 'LR (nearest)', 'bicubic': 'bicubic', 'gaussiansr': 'offici
 
 
 def smooth(values: List[float], window: int = 5) -> np.ndarray:
-    """Moving average (the harness logs one batch's loss every 100 iterations: noisy)."""
+    """Moving average of a loss history."""
     values = np.asarray(values, dtype=np.float64)
     if len(values) < window:
         return values
     return np.convolve(values, np.ones(window) / window, mode='valid')
 
 
-def plot_loss(paths: List[str], out: str) -> None:
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+def load_results(paths: List[str]) -> List[dict]:
+    results = []
     for path in paths:
         with open(path) as f:
-            result = json.load(f)
-        losses = smooth(result['loss_every_100'])
-        offset = (len(result['loss_every_100']) - len(losses)) // 2
-        variant = ', '.join(f'{k}={v}' for k, v in result.get('variant', {}).items())
-        label = CROP_TITLES.get(result['peer'], result['peer']) + (f' ({variant})' if variant else '')
-        ax.plot((np.arange(len(losses)) + offset) * 100, losses, lw=1.2, label=label)
-    ax.set(xlabel='iteration', ylabel='L1 loss (train batch, mean of 5 logs)', yscale='log',
+            results.append(json.load(f))
+    return results
+
+
+def label(result: dict) -> str:
+    """The racer's name, with the peer's title when they differ (``official`` -> ``official (official GaussianSR)``)."""
+    title = CROP_TITLES.get(result['peer'], result['peer'])
+    return result['racer'] if result['racer'] in (result['peer'], title) else f"{result['racer']} ({title})"
+
+
+def plot_loss(paths: List[str], out: str) -> None:
+    """Mean training L1 per ``loss_every`` iterations (smoothed over 5 points), one line per result file."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for result in load_results(paths):
+        losses = smooth(result['loss'])
+        offset = (len(result['loss']) - len(losses)) // 2
+        every = result['loss_every']
+        ax.plot((np.arange(len(losses)) + offset + 1) * every, losses, lw=1.2, label=label(result))
+    ax.set(xlabel='iteration', ylabel='L1 loss (train, moving mean of 5 logs)', yscale='log',
            title='equal-budget race: training loss')
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+def plot_curves(paths: List[str], out: str) -> None:
+    """PSNR-Y gain over bicubic (dB) against iteration: one panel per scale, one line per result file."""
+    results = load_results(paths)
+    if not results:
+        raise SystemExit('error: --curves needs result files')
+    scales = list(results[0]['bicubic'])
+    columns = min(3, len(scales))
+    rows = -(-len(scales) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.2 * rows), squeeze=False)
+    for ax, s in zip(axes.flat, scales):
+        for result in results:
+            its = sorted(result['scores'], key=int)
+            gains = [result['scores'][i][s]['psnr'] - result['bicubic'][s]['psnr'] for i in its]
+            ax.plot([int(i) for i in its], gains, marker='o', ms=3, lw=1.2, label=label(result))
+        ax.set(title=f'x{s}', xlabel='iteration', ylabel='PSNR-Y gain over bicubic (dB)')
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(scales):]:
+        ax.axis('off')
+    axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 
@@ -85,12 +122,15 @@ def plot_crops(folder: str, out: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--loss', metavar='PNG', help='write the loss curves of the given result JSONs here')
+    parser.add_argument('--curves', metavar='PNG', help='write the PSNR-Y gain per scale against iteration here')
     parser.add_argument('--crops', metavar='DIR', help='folder of crops saved by scripts/race.py --crops')
     parser.add_argument('--out', metavar='PNG', help='crop figure path')
     parser.add_argument('results', nargs='*')
     args = parser.parse_args()
     if args.loss:
         plot_loss(args.results, args.loss)
+    if args.curves:
+        plot_curves(args.results, args.curves)
     if args.crops:
         plot_crops(args.crops, args.out or 'race_crops.png')
 

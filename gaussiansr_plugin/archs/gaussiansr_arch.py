@@ -15,9 +15,10 @@ from ..ops.splat import splat
 from .decoder import MLPDecoder
 from .encoders import build_encoder
 from ..option_checks import check_int_option, is_int_at_least, is_number, strict_kwargs
+from .gabor import GaborTexture
 from .gaussian_util import make_cell, make_coord, pair_tensor
 from .input_checks import check_upsample_args
-from .sgs import GaussianBank, GaussianHead, density_factor, select_kernels
+from .sgs import GaussianBank, GaussianHead, density_factor, refine_kernels, select_kernels
 from .tiling import Tile, tile_plan
 
 _NORM_MEAN, _NORM_STD = 0.5, 0.5
@@ -71,6 +72,12 @@ class GaussianSR(nn.Module):
         residual (str | None): ``bicubic`` adds the bicubic-upsampled LR image; ``none``/None disables it.
             Default: 'bicubic'.
         head_hidden (int): Hidden channels of the kernel-selection head. Default: 64.
+        head_input (str): What the kernel-selection head reads: ``gaussian`` (the splatted channels) or ``all``
+            (every encoder channel, as the official code). Default: 'gaussian'.
+        kernel_refine (bool): The head also predicts a per-pixel offset of the chosen kernel's (sigma, rho,
+            opacity), so every pixel's Gaussian adapts to its content around the bank's choice. Default: False.
+        gabor_bands (int): K learned frequencies of the Gabor texture each Gaussian carries (``archs/gabor.py``);
+            2K more channels are splatted and decoded. 0: none. Default: 0.
         chunk_size (int): Queries rendered at once by ``upsample``, at most (fewer on a GPU short of free memory,
             ``fit_chunk_size``). Default: 131072.
         splat_backend (str): ``auto`` (CUDA kernel for CUDA tensors when built, else the reference; the environment
@@ -91,6 +98,9 @@ class GaussianSR(nn.Module):
                  mlp_hidden: Sequence[int] = (256, 256, 256, 256),
                  residual: Optional[str] = 'bicubic',
                  head_hidden: int = 64,
+                 head_input: str = 'gaussian',
+                 kernel_refine: bool = False,
+                 gabor_bands: int = 0,
                  chunk_size: int = 131072,
                  splat_backend: str = 'auto'):
         super().__init__()
@@ -107,6 +117,13 @@ class GaussianSR(nn.Module):
             raise ValueError(f"eval_selection must be 'argmax' or 'soft', got {eval_selection!r}")
         if not (is_int_at_least(radius, 0) and radius <= SPLAT_MAX_RADIUS):
             raise ValueError(f'radius must be an int in [0, {SPLAT_MAX_RADIUS}], got {radius!r}')
+        if head_input not in ('gaussian', 'all'):
+            raise ValueError(f"head_input must be 'gaussian' or 'all', got {head_input!r}")
+        if not is_int_at_least(gabor_bands, 0):
+            raise ValueError(f'gabor_bands must be an int >= 0, got {gabor_bands!r}')
+        if head_input == 'gaussian' and num_gaussian_channels == 0 and gabor_bands > 0:
+            raise ValueError("head_input: 'gaussian' reads the splatted channels; with num_gaussian_channels: 0 "
+                             "and gabor_bands > 0 use head_input: 'all'")
         check_int_option('chunk_size', chunk_size, 1, optional=False)
         if splat_backend not in SPLAT_BACKENDS:
             raise ValueError(f'splat_backend must be one of {SPLAT_BACKENDS}, got {splat_backend!r}')
@@ -119,10 +136,15 @@ class GaussianSR(nn.Module):
         self.residual = residual == 'bicubic'
         self.chunk_size = chunk_size
         self.splat_backend = splat_backend
-        if num_gaussian_channels > 0:
-            self.head = GaussianHead(num_gaussian_channels, bank_size, head_hidden)
+        self.head_input = head_input
+        self.kernel_refine = bool(kernel_refine)
+        self.has_gaussians = num_gaussian_channels > 0 or gabor_bands > 0
+        if self.has_gaussians:
+            head_ch = num_gaussian_channels if head_input == 'gaussian' else num_feat
+            self.head = GaussianHead(head_ch, bank_size, head_hidden, refine=self.kernel_refine)
             self.bank = GaussianBank(bank_size, tuple(sigma_range))
-        self.decoder = MLPDecoder(num_feat + 4, 3, tuple(mlp_hidden))
+        self.gabor = GaborTexture(num_feat, gabor_bands) if gabor_bands > 0 else None
+        self.decoder = MLPDecoder(num_feat + 4 + 2 * gabor_bands, 3, tuple(mlp_hidden))
 
     def output_options(self) -> dict:
         """The options that change the outputs without changing the weights' shapes, as checkpoints record them
@@ -148,16 +170,24 @@ class GaussianSR(nn.Module):
         """Encoder features of an LR image in [0, 1], [B, 3, h, w] -> [B, C, h, w]."""
         return self.encoder(self.normalize(lq))
 
+    def _head_out(self, feat: Tensor) -> Tensor:
+        return self.head(feat[:, :self.num_gaussian_channels] if self.head_input == 'gaussian' else feat)
+
     def kernel_logits(self, feat: Tensor) -> Tensor:
         """Bank logits of every LR pixel, [B, C, h, w] -> [B, K, h, w]."""
-        return self.head(feat[:, :self.num_gaussian_channels])
+        return self._head_out(feat)[:, :self.head.bank_size]
 
     def gaussians(self, feat: Tensor) -> Optional[Tensor]:
         """Per-pixel Gaussian parameters (sigma_y, sigma_x, rho, opacity), [B, 4, h, w]; None without splatting."""
-        if self.num_gaussian_channels == 0:
+        if not self.has_gaussians:
             return None
-        return select_kernels(self.kernel_logits(feat), self.bank(), self.training, self.tau, self.gumbel_hard,
-                              self.eval_selection)
+        out = self._head_out(feat)
+        k = self.head.bank_size
+        kernels = select_kernels(out[:, :k], self.bank(), self.training, self.tau, self.gumbel_hard,
+                                 self.eval_selection)
+        if self.kernel_refine:
+            kernels = refine_kernels(kernels, out[:, k:].float(), (self.bank.sigma_low, self.bank.sigma_high))
+        return kernels
 
     def query(self, lq: Tensor, feat: Tensor, kernels: Optional[Tensor], coord: Tensor, cell: Tensor) -> Tensor:
         """Decode colours at continuous HR positions.
@@ -172,17 +202,20 @@ class GaussianSR(nn.Module):
         Returns:
             Tensor: RGB in [0, 1] space (not clamped), [B, Q, 3].
         """
-        return self._query(feat, self._splat_params(kernels), self._bicubic_stream(lq, feat), coord, cell)
+        return self._query(feat, self._splat_params(feat, kernels), self._bicubic_stream(lq, feat), coord, cell)
 
-    def _splat_params(self, kernels: Optional[Tensor]) -> Optional[Tuple[Tensor, Tensor, Tensor]]:
-        """(sigma, rho, opacity) as the op takes them, the density factor folded into the opacity; once per image,
-        not per query chunk."""
+    def _splat_params(self, feat: Tensor, kernels: Optional[Tensor]) -> Optional[Tuple[Tensor, ...]]:
+        """(maps, sigma, rho, opacity) as the op takes them: the splatted channels then the demodulated Gabor
+        bands, and the density factor folded into the opacity; once per image, not per query chunk."""
         if kernels is None:
             return None
         sigma, rho, opacity = kernels[:, :2], kernels[:, 2:3], kernels[:, 3:4]
         if self.gaussian_norm == 'density':
             opacity = opacity * density_factor(sigma, rho)
-        return sigma, rho, opacity
+        maps = feat[:, :self.num_gaussian_channels]
+        if self.gabor is not None:
+            maps = torch.cat([maps, self.gabor.demodulated(feat)], dim=1)
+        return maps, sigma, rho, opacity
 
     def _bicubic_stream(self, lq: Tensor, feat: Tensor) -> Tensor:
         """The maps sampled bicubically at each query: non-splatted features, then the normalised LR image if the
@@ -192,22 +225,24 @@ class GaussianSR(nn.Module):
             side = torch.cat([side, self.normalize(lq).to(side.dtype)], dim=1)
         return side
 
-    def _query(self, feat: Tensor, splat_params: Optional[Tuple[Tensor, Tensor, Tensor]], side: Tensor, coord: Tensor,
+    def _query(self, feat: Tensor, splat_params: Optional[Tuple[Tensor, ...]], side: Tensor, coord: Tensor,
                cell: Tensor) -> Tensor:
         """``query`` with the splat parameters (``_splat_params``) and the bicubic-stream maps (``_bicubic_stream``)
         computed once per image."""
         h, w = feat.shape[-2:]
         ng = self.num_gaussian_channels
+        lr_size = pair_tensor(h, w, coord.device, coord.dtype)
+        pos = (coord + 1) * lr_size / 2 - 0.5  # continuous LR-pixel position
         parts = []
-        if ng > 0:
-            splatted = splat(feat[:, :ng], *splat_params, coord, self.radius, backend=self.splat_backend)
-            parts.append(splatted.to(feat.dtype))
+        if splat_params is not None:
+            splatted = splat(*splat_params, coord, self.radius, backend=self.splat_backend).to(feat.dtype)
+            parts.append(splatted[..., :ng])
+            if self.gabor is not None:
+                parts.append(self.gabor.remodulate(splatted[..., ng:], pos))
         sampled = sample_bicubic(side, coord) if side.shape[1] > 0 else None
         num_side_feat = feat.shape[1] - ng
         if num_side_feat > 0:
             parts.append(sampled[..., :num_side_feat].to(feat.dtype))
-        lr_size = pair_tensor(h, w, coord.device, coord.dtype)
-        pos = (coord + 1) * lr_size / 2 - 0.5  # continuous LR-pixel position
         rel = 2 * (pos - torch.floor(pos + 0.5))  # offset to the nearest LR centre, in [-1, 1]
         parts += [rel.to(feat.dtype), (cell * lr_size).to(feat.dtype)]
         out = self.decoder(torch.cat(parts, dim=-1))
@@ -236,7 +271,7 @@ class GaussianSR(nn.Module):
         """
         b = lq.shape[0]
         feat = self.encode(lq)
-        splat_params = self._splat_params(self.gaussians(feat))
+        splat_params = self._splat_params(feat, self.gaussians(feat))
         side = self._bicubic_stream(lq, feat)
         out = lq.new_empty(b, coord.shape[0], 3)
         for i in range(0, coord.shape[0], chunk_size):
@@ -250,7 +285,9 @@ class GaussianSR(nn.Module):
         peak memory over chunk size measured on the H200, docs/benchmarks.md)."""
         linears = [m for m in self.decoder.modules() if isinstance(m, nn.Linear)]
         side_channels = self.encoder.num_feat_out - self.num_gaussian_channels + 3
-        return 4 * (2 * max(m.out_features for m in linears) + linears[0].in_features + side_channels + 16)
+        gabor_channels = 4 * self.gabor.bands if self.gabor is not None else 0  # splatted and remodulated bands
+        return 4 * (2 * max(m.out_features for m in linears) + linears[0].in_features + side_channels + gabor_channels
+                    + 16)
 
     def fit_chunk_size(self, lq: Tensor, chunk_size: int) -> int:
         """``chunk_size``, or fewer queries on a GPU whose free memory could not hold the chunks of ``lq``'s batch

@@ -45,20 +45,39 @@ class GaussianBank(nn.Module):
 
 
 class GaussianHead(nn.Module):
-    """Predicts the bank logits of every LR pixel from the Gaussian-stream features, [B, C, h, w] -> [B, K, h, w].
+    """Predicts the bank logits of every LR pixel, [B, C, h, w] -> [B, K, h, w], and, with ``refine``, a per-pixel
+    offset of the chosen kernel's unconstrained parameters, [B, 4, h, w] (zero at initialisation).
 
     Args:
-        in_ch (int): Input channels (the encoder's). Default: 64.
+        in_ch (int): Input channels. Default: 64.
         bank_size (int): K. Default: 100.
         hidden (int): Hidden channels. Default: 64.
+        refine (bool): Also predict the per-pixel refinement. Default: False.
     """
 
-    def __init__(self, in_ch: int = 64, bank_size: int = 100, hidden: int = 64):
+    def __init__(self, in_ch: int = 64, bank_size: int = 100, hidden: int = 64, refine: bool = False):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(in_ch, hidden, 3, 1, 1), nn.GELU(), nn.Conv2d(hidden, bank_size, 1))
+        self.bank_size = bank_size
+        self.body = nn.Sequential(nn.Conv2d(in_ch, hidden, 3, 1, 1), nn.GELU(),
+                                  nn.Conv2d(hidden, bank_size + (4 if refine else 0), 1))
+        if refine:  # start from the bank's kernels: the refinement rows of the last conv begin at zero
+            nn.init.zeros_(self.body[-1].weight[bank_size:])
+            nn.init.zeros_(self.body[-1].bias[bank_size:])
 
     def forward(self, feat: Tensor) -> Tensor:
         return self.body(feat)
+
+
+def refine_kernels(kernels: Tensor, offset: Tensor, sigma_range: Tuple[float, float]) -> Tensor:
+    """Per-pixel kernels moved by ``offset`` in the bank's unconstrained space (the same constraints as
+    ``GaussianBank``), so a refined kernel stays valid: [B, 4, h, w] + [B, 4, h, w] -> [B, 4, h, w]."""
+    lo, hi = sigma_range
+    eps = 1e-6
+    sigma = ((kernels[:, :2] - lo) / (hi - lo)).clamp(eps, 1 - eps)
+    sigma = lo + (hi - lo) * torch.sigmoid(torch.logit(sigma) + offset[:, :2])
+    rho = 0.99 * torch.tanh(torch.atanh((kernels[:, 2:3] / 0.99).clamp(-1 + eps, 1 - eps)) + offset[:, 2:3])
+    opacity = torch.sigmoid(torch.logit(kernels[:, 3:4].clamp(eps, 1 - eps)) + offset[:, 3:4])
+    return torch.cat([sigma, rho, opacity], dim=1)
 
 
 def select_kernels(logits: Tensor, bank: Tensor, training: bool, tau: float = 1.0, hard: bool = True,

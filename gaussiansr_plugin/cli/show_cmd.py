@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     images = _load_images(args.image or [], args.lr_size)
     net = load_model(args.model, args.config, device).net
-    if net.num_gaussian_channels == 0:
+    if not net.has_gaussians:
         raise UserError('this model splats no channels (num_gaussian_channels: 0), so it has no Gaussian bank to show')
     with torch.no_grad():
         bank = net.bank().float().cpu().numpy()

@@ -67,7 +67,7 @@ def lr_pixel_bytes(net: nn.Module) -> int:
 def query_bytes(net: nn.Module, chunk_size: int) -> int:
     """Bytes of one query chunk on the CPU: the decoder's activations and the splat reference's window."""
     window = (2 * net.radius + 1)**2 * (4 * (net.num_gaussian_channels + 8) + 8)
-    splatted = min(chunk_size, SPLAT_CHUNK) * window if net.num_gaussian_channels else 0
+    splatted = min(chunk_size, SPLAT_CHUNK) * window if getattr(net, 'head', None) is not None else 0
     return chunk_size * net.query_bytes() + splatted
 
 

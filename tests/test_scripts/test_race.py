@@ -1,77 +1,212 @@
-"""scripts/race.py runs the team's quality harness with an ablation variant of ours (CPU smoke run)."""
+"""scripts/race.py: the self-contained equal-budget race (tiny ours on CPU), its resume, table and figures."""
 import json
 import os
 import subprocess
 import sys
 
+import cv2
+import numpy as np
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HARNESS = os.path.join(ROOT, '..', 'shared', 'tools', 'quality_race.py')
+sys.path.insert(0, os.path.join(ROOT, 'scripts'))
+import plot_race  # noqa: E402
+import race  # noqa: E402
+
+TINY = ['--set', 'encoder={type: edsr-baseline, num_feat: 8, num_block: 1}', '--set', 'mlp_hidden=[16]',
+        '--set', 'bank_size=4', '--set', 'num_gaussian_channels=4']
+PEERS = os.path.join(ROOT, '.peers')
 
 
-TINY = ['--set', 'num_gaussian_channels=4', '--set', 'encoder={type: edsr-baseline, num_feat: 8, num_block: 1}',
-        '--set', 'mlp_hidden=[16]', '--set', 'bank_size=9']
-needs_harness = pytest.mark.skipif(not os.path.isfile(HARNESS),
-                                   reason='the shared quality harness is not beside the checkout')
+@pytest.fixture(scope='module', autouse=True)
+def small_harness():
+    """Batches of 4 x 576 queries and 120-pixel eval crops: the race's logic at a CPU test's cost."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(race, 'BATCH', 4)
+        mp.setattr(race, 'SAMPLE_Q', 576)
+        mp.setattr(race, 'EVAL_SIDE', 120)
+        yield
 
 
-def race_cmd(*args):
-    return [sys.executable, os.path.join(ROOT, 'scripts', 'race.py'), '--harness', HARNESS, '--device', 'cpu', *args]
+@pytest.fixture(scope='module')
+def photos(tmp_path_factory):
+    """Two 200² training PNGs and one 240x250 held-out PNG (smooth noise)."""
+    root = tmp_path_factory.mktemp('race_photos')
+    rng = np.random.default_rng(0)
+    for split, n, (h, w) in (('train', 2, (200, 210)), ('val', 1, (240, 250))):
+        os.makedirs(root / split)
+        for i in range(n):
+            img = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (7, 7), 2)
+            cv2.imwrite(str(root / split / f'p{i}.png'), img)
+    return root
 
 
-@needs_harness
-def test_variant_race_smoke(tmp_path):
-    """A tiny variant trains through the harness; the JSON gains SSIM, an eval-time variant, crops and weights;
-    the table and the figures read it back."""
-    from gaussiansr_plugin.data.demo_photos import prepare_demo_photos
-    prepare_demo_photos(str(tmp_path / 'photos'), progress=False)
-    out = tmp_path / 'race.json'
-    photo = sorted(os.listdir(tmp_path / 'photos' / 'val'))[0]
-    cmd = race_cmd(*TINY, '--bank-lr-mult', '10', '--eval-set', 'eval_selection=soft',
-                   '--crops', str(tmp_path / 'crops'), '--crop-photos', photo,
-                   '--save-weights', str(tmp_path / 'w.pth'), '--',
-                   '--iters', '2', '--train-dir', str(tmp_path / 'photos' / 'train'),
-                   '--eval-dir', str(tmp_path / 'photos' / 'val'), '--out', str(out))
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+def race_args(photos, tmp, name, iters, *extra):
+    return race.parse_args([*TINY, '--device', 'cpu', '--train-dir', str(photos / 'train'), '--eval-dir',
+                            str(photos / 'val'), '--iters', str(iters), '--eval-at', '3,6', '--log-every', '2',
+                            '--state', str(tmp / f'state_{name}'), '--out', str(tmp / f'race_{name}.json'),
+                            '--save-weights', str(tmp / f'{name}.pth'), *extra])
+
+
+def run_race(photos, tmp, name, iters, *extra):
+    race.run(race_args(photos, tmp, name, iters, *extra), torch.device('cpu'))
+    with open(tmp / f'race_{name}.json') as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope='module')
+def straight(photos, tmp_path_factory):
+    """8 iterations in one go: (folder, JSON)."""
+    tmp = tmp_path_factory.mktemp('straight')
+    return tmp, run_race(photos, tmp, 'default', 8)
+
+
+def assert_same_weights(a, b):
+    sa, sb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key
+
+
+def test_json_fields_and_eval_points(straight):
+    tmp, result = straight
+    assert result['racer'] == 'default' and result['peer'] == 'ours' and result['variant']['bank_size'] == 4
+    assert result['iterations_done'] == result['iters'] == 8 and result['finished'] and result['seed'] == 0
+    assert result['eval_at'] == [3, 6, 8] and list(result['scores']) == ['3', '6', '8']
+    scales = ['2', '3', '4', '2.4', '6', '12']
+    assert list(result['bicubic']) == scales and all(list(s) == scales for s in result['scores'].values())
+    for scores in (result['bicubic'], *result['scores'].values()):
+        assert all(20 < v['psnr'] < 60 and 0 < v['ssim'] < 1 for v in scores.values())
+    assert len(result['loss']) == 4 and result['loss_every'] == 2 and result['tf32'] is False
+    assert result['params'] < 20000 and result['train_s'] > 0
+    assert result['meta']['torch'] == torch.__version__ and result['meta']['date'].endswith('+00:00')
+
+
+def test_resume_is_exact(photos, straight, tmp_path, capsys):
+    """4 iterations, then a resumed run to 8: bitwise the weights, loss history and scores of the straight run."""
+    first = run_race(photos, tmp_path, 'default', 4)
+    assert first['iterations_done'] == 4 and list(first['scores']) == ['3', '4']
+    resumed = run_race(photos, tmp_path, 'default', 8)
+    assert 'resumed at iteration 4' in capsys.readouterr().out
+    ref_dir, ref = straight
+    assert_same_weights(tmp_path / 'default.pth', ref_dir / 'default.pth')
+    assert resumed['loss'] == ref['loss']
+    assert {k: resumed['scores'][k] for k in ('3', '6', '8')} == ref['scores']
+
+
+def test_time_limit_pauses_then_resumes(photos, straight, tmp_path, capsys, monkeypatch):
+    """A pause at iteration 5 (the clock faked) saves, writes the JSON so far and returns; the next start resumes
+    to the end with the straight run's weights."""
+    real = race.Race.must_pause
+    monkeypatch.setattr(race.Race, 'must_pause', lambda self, *a: self.iteration == 5 or real(self, *a))
+    paused = run_race(photos, tmp_path, 'default', 8, '--time-limit', '600')
+    assert 'paused at iteration 5' in capsys.readouterr().out
+    assert paused['iterations_done'] == 5 and not paused['finished'] and list(paused['scores']) == ['3']
+    monkeypatch.setattr(race.Race, 'must_pause', real)
+    done = run_race(photos, tmp_path, 'default', 8, '--time-limit', '600')
+    assert 'resumed at iteration 5' in capsys.readouterr().out and done['finished']
+    assert_same_weights(tmp_path / 'default.pth', straight[0] / 'default.pth')
+    assert done['loss'] == straight[1]['loss']
+
+
+def test_cli_pauses_before_the_time_limit(photos, tmp_path):
+    """A limit too short for one iteration: the command stops cleanly (exit 0) at iteration 0, with a JSON."""
+    out = tmp_path / 'race_x.json'
+    cmd = [sys.executable, os.path.join(ROOT, 'scripts', 'race.py'), *TINY, '--device', 'cpu', '--train-dir',
+           str(photos / 'train'), '--eval-dir', str(photos / 'val'), '--iters', '5', '--state', str(tmp_path / 's'),
+           '--out', str(out), '--time-limit', '0.01']
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1] == 'paused at iteration 0'
     result = json.loads(out.read_text())
-    assert result['iters'] == 2 and set(result['holdout']) == {'2', '3', '4', '2.4', '6', '12'}
-    assert result['params'] < 20000  # the variant, not the default net, was trained
-    for s, score in result['ssim'].items():  # our own evaluation repeats the harness's PSNR exactly
-        assert abs(score['psnr'] - result['holdout'][s]['psnr']) < 1e-9 and 0 < score['ssim'] < 1
-    assert set(result['eval_variants']['eval_selection=soft']) == set(result['holdout'])
-    assert result['variant']['bank_size'] == 9 and result['bank_lr_mult'] == 10
-    assert (tmp_path / 'w.pth').is_file()
-    name = os.path.splitext(photo)[0]
-    assert {f'{name}_x4_{kind}.png' for kind in ('lr', 'bicubic', 'ours', 'hr')} <= set(os.listdir(tmp_path / 'crops'))
-    table = subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'race.py'), '--table', str(out)],
-                           capture_output=True, text=True, check=True).stdout
-    assert '| race |' in table and '| race [eval_selection=soft] |' in table and '| bicubic |' in table
-    plot = [sys.executable, os.path.join(ROOT, 'scripts', 'plot_race.py'), '--loss', str(tmp_path / 'loss.png'),
-            str(out), '--crops', str(tmp_path / 'crops'), '--out', str(tmp_path / 'crops.png')]
-    printed = subprocess.run(plot, check=True, capture_output=True, text=True).stdout
-    assert (tmp_path / 'loss.png').stat().st_size > 0 and (tmp_path / 'crops.png').stat().st_size > 0
-    assert f'{name}_x4 ours: RGB PSNR ' in printed and f'{name}_x4 bicubic: RGB PSNR ' in printed
+    assert result['iterations_done'] == 0 and not result['finished'] and result['scores'] == {}
+    assert (tmp_path / 's' / race.CHECKPOINT).is_file()
 
 
-def test_bank_lr_mult_wraps_the_harness_optimiser(tiny_net_opt):
-    import torch
-    from basicsr.archs import build_network
-    sys.path.insert(0, os.path.join(ROOT, 'scripts'))
-    from race import with_bank_lr
-    net = build_network(tiny_net_opt)
-    rest, bank = with_bank_lr(torch.optim.Adam, {'net': net}, 10)(net.parameters(), 1e-4).param_groups
-    assert bank['params'] == [net.bank.raw] and bank['lr'] == pytest.approx(1e-3) and rest['lr'] == 1e-4
-    assert len(rest['params']) == len(list(net.parameters())) - 1
+def test_table_and_figures(straight, tmp_path, capsys, monkeypatch):
+    ref_dir, ref = straight
+    other = dict(ref, racer='liif', peer='liif', variant={})
+    other['scores'] = {k: {s: {'psnr': v['psnr'] - 1, 'ssim': v['ssim'] - 0.01} for s, v in sc.items()}
+                       for k, sc in ref['scores'].items()}
+    (tmp_path / 'race_liif.json').write_text(json.dumps(other))
+    paths = [str(ref_dir / 'race_default.json'), str(tmp_path / 'race_liif.json')]
+    monkeypatch.setattr(sys, 'argv', ['race.py', '--table', *paths])
+    race.main()
+    text = capsys.readouterr().out
+    assert '| racer | iteration | x2 | x3 | x4 | x2.4 | x6 | x12 | SSIM x2 |' in text
+    assert '| default | 3 | ' in text and '| liif | 8 | ' in text and '| bicubic | - | +0.00 |' in text
+    assert '| default − liif | 6 | +1.00 | +1.00 | +1.00 | +1.00 | +1.00 | +1.00 | +0.0100 |' in text
+    monkeypatch.setattr(sys, 'argv', ['plot_race.py', '--curves', str(tmp_path / 'curves.png'), '--loss',
+                                      str(tmp_path / 'loss.png'), *paths])
+    plot_race.main()
+    assert (tmp_path / 'curves.png').stat().st_size > 0 and (tmp_path / 'loss.png').stat().st_size > 0
 
 
-@needs_harness
-def test_timing_mode():
-    run = subprocess.run(race_cmd('--timing', '2', *TINY), capture_output=True, text=True, timeout=300)
+def test_crops_timing_and_bank_lr(photos, tmp_path, capsys):
+    args = race_args(photos, tmp_path, 'c', 1, '--crops', str(tmp_path / 'crops'), '--crop-photos', 'p0.png')
+    racer, _ = race.build_racer(args, torch.device('cpu'))
+    race.finish(racer, args, torch.device('cpu'))
+    assert (tmp_path / 'c.pth').is_file()
+    assert sorted(os.listdir(tmp_path / 'crops')) == [f'p0_x4_{k}.png' for k in ('bicubic', 'hr', 'lr', 'ours')]
+    assert 'p0 is smaller than a x8 crop' in capsys.readouterr().err
+    plot_race.plot_crops(str(tmp_path / 'crops'), str(tmp_path / 'crops.png'))
+    printed = capsys.readouterr().out
+    assert 'p0_x4 ours: RGB PSNR ' in printed and 'p0_x4 bicubic: RGB PSNR ' in printed
+    assert (tmp_path / 'crops.png').stat().st_size > 0
+    assert race.time_iterations(args, torch.device('cpu'), 1, warmup=1) > 0
+    net_groups = race.build_racer(race_args(photos, tmp_path, 'b', 1, '--bank-lr-mult', '10'),
+                                  torch.device('cpu'))[1].param_groups
+    rest, bank = net_groups
+    assert bank['lr'] == pytest.approx(1e-3) and rest['lr'] == 1e-4 and len(bank['params']) == 1
+
+
+def test_batches_do_not_depend_on_the_model(photos):
+    """The same seed gives the same batch, whatever was built; coord / cell / gt agree with the HR crop."""
+    train = race.load_photos(str(photos / 'train'), torch.device('cpu'), 192)
+    a = race.make_batch(train, torch.Generator().manual_seed(3))
+    torch.manual_seed(123)
+    b = race.make_batch(train, torch.Generator().manual_seed(3))
+    for x, y in zip(a, b):
+        assert torch.equal(torch.as_tensor(x), torch.as_tensor(y))
+    side = round(a.scale * 48)
+    n, q = race.BATCH, race.SAMPLE_Q
+    assert a.lr.shape == (n, 3, 48, 48) and a.coord.shape == (n, q, 2) and a.gt.shape == (n, q, 3)
+    assert torch.allclose(a.cell, torch.full_like(a.cell, 2 / side)) and 48 <= side <= 192
+    pix = ((a.coord + 1) * side / 2 - 0.5).round()  # back to integer pixel indices
+    assert torch.allclose((a.coord + 1) * side / 2 - 0.5, pix, atol=1e-3) and pix.min() >= 0 and pix.max() < side
+    assert torch.equal(a.lr, (a.lr * 255).round() / 255)
+
+
+@pytest.mark.skipif(not all(os.path.isdir(os.path.join(PEERS, d, 'models')) for d in race.PEER_DIRS.values()),
+                    reason='peer code not in .peers/')
+def test_peer_wrappers_on_cpu():
+    """The peers' convention ([0, 1] in and out, the official scale tensor, chunked rendering) on a CPU, their
+    ``.cuda()`` calls made no-ops; in a subprocess, which drops one peer's ``models`` before importing the other's."""
+    code = f'''
+import sys, torch
+sys.path.insert(0, {os.path.join(ROOT, 'scripts')!r})
+torch.Tensor.cuda = lambda self, *a, **k: self
+import race
+from gaussiansr_plugin.archs.gaussian_util import make_coord
+race.PEER_CHUNK = 50
+for peer in race.PEER_DIRS:
+    for name in [m for m in sys.modules if m.split('.')[0] in ('models', 'utils')]:
+        del sys.modules[name]
+    racer = race.build_peer(peer, {PEERS!r}, torch.device('cpu'))
+    lr = torch.rand(1, 3, 12, 12)
+    coord = make_coord((24, 24))[None, :7]
+    pred = racer.forward(lr, coord, torch.full_like(coord, 2 / 24), 2.0)
+    racer.net.eval()
+    with torch.no_grad():
+        up = racer.upsample(lr, 24, 24)
+    assert pred.shape == (1, 7, 3) and up.shape == (1, 3, 24, 24), (pred.shape, up.shape)
+    assert 0 < up.mean() < 1
+    print('ok', peer)
+'''
+    run = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-2000:]
-    timing = json.loads(run.stdout)
-    assert timing['variant']['bank_size'] == 9 and timing['ms_per_iter'] > 0
+    assert [line for line in run.stdout.splitlines() if line.startswith('ok ')] == ['ok gaussiansr', 'ok liif']
 
 
 def test_bad_override_is_one_line():

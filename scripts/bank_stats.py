@@ -1,0 +1,105 @@
+"""How a trained GaussianSR uses and moves its Gaussian bank: the kernels' usage over held-out photos and how far
+sigma, rho and opacity moved from their initial grid (and, with ``kernel_refine``, from the bank's choice).
+
+    python scripts/bank_stats.py --weights race_default.pth --set gabor_bands=16 --photos datasets/demo_wallpapers/val
+    python scripts/bank_stats.py ... --json bank_default.json
+
+The photos are reduced by ``--scale`` (antialiased bicubic, as the race makes its LR) and every LR pixel's argmax
+kernel is counted. Weights: a ``state_dict`` (``race.py --save-weights``) or a BasicSR checkpoint
+(``params_ema`` / ``params``).
+"""
+import argparse
+import glob
+import json
+import os
+import sys
+from typing import Dict, List
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+
+import gaussiansr_plugin  # noqa: F401  (registers the arch)
+from basicsr.utils.registry import ARCH_REGISTRY
+from gaussiansr_plugin.archs.sgs import GaussianBank
+from gaussiansr_plugin.safe_load import safe_torch_load, select_weights
+
+
+def bank_stats(net, photos: List[torch.Tensor], scale: float) -> Dict[str, object]:
+    """Usage histogram of the argmax kernels over the photos' LR pixels and the bank's movement from its initial
+    grid, as a JSON-ready dict."""
+    counts = torch.zeros(net.head.bank_size, dtype=torch.long)
+    refine_moves = []
+    with torch.no_grad():
+        for hr in photos:
+            size = (max(1, round(hr.shape[-2] / scale)), max(1, round(hr.shape[-1] / scale)))
+            lr = F.interpolate(hr, size=size, mode='bicubic', antialias=True, align_corners=False).clamp(0, 1)
+            feat = net.encode(lr)
+            index = net.kernel_logits(feat).argmax(dim=1)
+            counts += torch.bincount(index.flatten().cpu(), minlength=counts.numel())
+            if net.kernel_refine:  # distance of each pixel's refined kernel from the bank kernel it chose
+                chosen = net.bank()[index].permute(0, 3, 1, 2)
+                refine_moves.append((net.gaussians(feat) - chosen).abs().flatten(2).mean(dim=2).mean(dim=0))
+    share = counts.double() / counts.sum()
+    with torch.no_grad():
+        bank = net.bank().cpu()
+        initial = GaussianBank(bank.shape[0], (net.bank.sigma_low, net.bank.sigma_high))()
+    moved = (bank - initial).abs()
+    stats = {
+        'pixels': int(counts.sum()),
+        'kernels_used': int((counts > 0).sum()),
+        'max_share': float(share.max()),
+        'top5_share': [float(v) for v in share.sort(descending=True).values[:5]],
+        'usage': [int(c) for c in counts],
+        'moved_mean': {name: float(moved[:, i].mean()) for i, name in enumerate(('sigma_y', 'sigma_x', 'rho',
+                                                                               'opacity'))},
+        'moved_max': {name: float(moved[:, i].max()) for i, name in enumerate(('sigma_y', 'sigma_x', 'rho',
+                                                                             'opacity'))},
+    }
+    if refine_moves:
+        mean = torch.stack(refine_moves).mean(dim=0)
+        stats['refinement_mean_abs'] = {name: float(mean[i]) for i, name in enumerate(('sigma_y', 'sigma_x', 'rho',
+                                                                                      'opacity'))}
+    return stats
+
+
+def load_photos(folder: str, device: torch.device) -> List[torch.Tensor]:
+    paths = sorted(glob.glob(os.path.join(folder, '*.png')))
+    if not paths:
+        raise SystemExit(f'error: no PNG photos in {folder}')
+    return [torch.from_numpy(cv2.imread(p)[..., ::-1].copy()).permute(2, 0, 1)[None].float().div(255).to(device)
+            for p in paths]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--weights', required=True)
+    parser.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
+                        help='GaussianSR constructor option the weights were trained with')
+    parser.add_argument('--photos', default='datasets/demo_wallpapers/val')
+    parser.add_argument('--scale', type=float, default=4.0, help='LR = photo reduced by this factor (default 4)')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--json', help='also write the statistics here')
+    args = parser.parse_args()
+    overrides = {}
+    for pair in args.overrides:
+        key, _, value = pair.partition('=')
+        overrides[key] = yaml.safe_load(value)
+    device = torch.device(args.device)
+    net = ARCH_REGISTRY.get('GaussianSR')(**overrides)
+    if not net.has_gaussians:
+        raise SystemExit('error: this variant has no Gaussian bank')
+    checkpoint = safe_torch_load(args.weights)
+    net.load_state_dict(select_weights(checkpoint)[0])
+    net.to(device).eval()
+    stats = bank_stats(net, load_photos(args.photos, device), args.scale)
+    print(json.dumps({k: v for k, v in stats.items() if k != 'usage'}, indent=1))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(dict(stats, weights=os.path.basename(args.weights), variant=overrides), f, indent=1)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

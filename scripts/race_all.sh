@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The equal-budget race of docs/quality.md: one scripts/race.py process per row, all in the background on one GPU
+# (each model is small), then the markdown tables of every row's JSON so far.
+# Usage (from the repo root; the photos in datasets/demo_wallpapers, the peers' code in .peers/GaussianSR, .peers/liif):
+#   bash scripts/race_all.sh OUT_DIR STATE_DIR ITERS TIME_LIMIT [ROW...]     # default: every row
+# Each row trains with --tf32 --state STATE_DIR/<row> --out OUT_DIR/race_<row>.json --time-limit TIME_LIMIT and logs to
+# OUT_DIR/race_<row>.log. A row that reaches TIME_LIMIT seconds saves, writes its JSON so far and stops; run the same
+# command again (with the same STATE_DIR) to resume every row where it stopped. Rows evaluate at race.py's --eval-at
+# default (6000, 11000, 25000, 50000) up to ITERS, and at ITERS. EVAL_AT=n,n,... overrides it.
+# `default` saves its weights (OUT_DIR/default.pth); `default`, `official` and `liif` save the visual crops into
+# OUT_DIR/crops. Add a row: one line `[name]="race.py arguments"` below.
+set -euo pipefail
+OUT="${1:?output folder}"; STATE="${2:?state folder}"; ITERS="${3:?iterations}"; LIMIT="${4:?time limit (s)}"
+shift 4
+mkdir -p "$OUT" "$STATE"
+COMMON=(--iters "$ITERS" --train-dir datasets/demo_wallpapers/train --eval-dir datasets/demo_wallpapers/val --tf32
+        --time-limit "$LIMIT")
+[ -z "${EVAL_AT:-}" ] || COMMON+=(--eval-at "$EVAL_AT")
+declare -A ROW_ARGS=(
+  [default]="--crops $OUT/crops --save-weights $OUT/default.pth"
+  [ng0]="--set num_gaussian_channels=0"
+  [ng16]="--set num_gaussian_channels=16"
+  [ng64]="--set num_gaussian_channels=64"
+  [bank400]="--set bank_size=400"
+  [bank900]="--set bank_size=900"
+  [peak]="--set gaussian_norm=peak"
+  [softtrain]="--set gumbel_hard=false"
+  [r2]="--set radius=2"
+  [r4]="--set radius=4"
+  [nores]="--set residual=none"
+  [banklr10]="--bank-lr-mult 10"
+  [banklr100]="--bank-lr-mult 100"
+  [official]="--peer gaussiansr --peer-root .peers --crops $OUT/crops"
+  [liif]="--peer liif --peer-root .peers --crops $OUT/crops"
+)
+ROWS=("$@")
+[ ${#ROWS[@]} -gt 0 ] || ROWS=("${!ROW_ARGS[@]}")
+for row in "${ROWS[@]}"; do
+  [ -n "${ROW_ARGS[$row]+x}" ] || { echo "error: unknown row $row (rows: ${!ROW_ARGS[*]})" >&2; exit 2; }
+done
+PIDS=()
+for row in "${ROWS[@]}"; do
+  # shellcheck disable=SC2086  # ROW_ARGS values are word lists
+  python scripts/race.py ${ROW_ARGS[$row]} "${COMMON[@]}" --state "$STATE/$row" --out "$OUT/race_$row.json" \
+    >> "$OUT/race_$row.log" 2>&1 &
+  PIDS+=("$!")
+done
+STATUS=0
+for i in "${!PIDS[@]}"; do
+  wait "${PIDS[$i]}" || { echo "error: row ${ROWS[$i]} failed (see $OUT/race_${ROWS[$i]}.log)" >&2; STATUS=1; }
+done
+JSONS=()
+for row in "${ROWS[@]}"; do [ ! -f "$OUT/race_$row.json" ] || JSONS+=("$OUT/race_$row.json"); done
+if [ ${#JSONS[@]} -gt 0 ]; then
+  python - "${JSONS[@]}" <<'PY'
+import json, sys
+for path in sys.argv[1:]:
+    with open(path) as f:
+        r = json.load(f)
+    print(f"{r['racer']}: {r['iterations_done']}/{r['iters']} iterations"
+          + ('' if r['finished'] else ' (paused: run the same command again to resume)'))
+PY
+  python scripts/race.py --table "${JSONS[@]}"
+fi
+exit "$STATUS"
