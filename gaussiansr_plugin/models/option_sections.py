@@ -1,7 +1,8 @@
-"""Checks of the ``train``, ``val`` and ``logger`` sections GaussianSRModel runs under, before anything is built.
+"""Checks of the ``train``, ``val``, ``logger`` and ``path`` sections GaussianSRModel runs under, before anything is
+built.
 
 BasicSR reads these sections with ``opt[...][key]`` at the iteration that needs a key, so a misspelt key is
-ignored (``grad_clipp``) or fails with a ``KeyError`` traceback long after training started (``print_freqq``), a
+ignored (``grad_clipp``, ``pretrain_net_g``: random weights tested) or fails with a ``KeyError`` traceback long after training started (``print_freqq``), a
 learning rate written ``1e-4`` (a string in YAML) fails inside the optimizer, and ``total_iter: 0`` saves an
 untrained model. Here each becomes one ``ValueError`` naming the option when the model is built.
 """
@@ -14,6 +15,10 @@ TRAIN_KEYS = frozenset({'ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warm
                         'perceptual_opt', 'amp', 'grad_clip', 'tau_schedule', 'max_nan_steps', 'bank_lr_mult'})
 VAL_KEYS = frozenset({'val_freq', 'save_img', 'suffix', 'metrics', 'pbar', 'query_chunk', 'tile', 'tile_overlap'})
 LOGGER_KEYS = frozenset({'print_freq', 'save_checkpoint_freq', 'use_tb_logger', 'wandb'})
+# what BasicSR reads or sets under path (parse_options, check_resume, the models); per-network keys by prefix
+PATH_KEYS = frozenset({'resume_state', 'ignore_resume_networks', 'experiments_root', 'models', 'training_states', 'log',
+                       'visualization', 'results_root'})
+PATH_PREFIXES = ('pretrain_network_', 'param_key_', 'strict_load_')
 
 
 def _check_count(name: str, value) -> None:
@@ -30,7 +35,8 @@ def _section(opt: Mapping, name: str) -> Mapping:
 
 
 def check_sections(opt: Mapping) -> None:
-    """Raise a ``ValueError`` naming the option for unknown keys in ``train``, ``val`` and ``logger``, missing keys
+    """Raise a ``ValueError`` naming the option for unknown keys in ``train``, ``val``, ``logger`` and ``path`` (a
+    misspelt ``pretrain_network_g`` would test random weights), missing keys
     BasicSR reads later, and values that are not numbers of the right range.
 
     Args:
@@ -40,6 +46,7 @@ def check_sections(opt: Mapping) -> None:
     check_keys(train, TRAIN_KEYS, 'train')
     check_keys(val, VAL_KEYS, 'val')
     check_keys(logger, LOGGER_KEYS, 'logger')
+    check_keys(_section(opt, 'path'), PATH_KEYS, 'path', PATH_PREFIXES)
     check_int_option('val.query_chunk', val.get('query_chunk'), 1)
     check_int_option('val.tile', val.get('tile'), 1)
     check_int_option('val.tile_overlap', val.get('tile_overlap', 0), 0, optional=False)

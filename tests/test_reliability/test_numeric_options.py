@@ -83,6 +83,7 @@ def _opt(tiny_net_opt, tmp_path, section, values, is_train=True):
     ('train', {'total_iter': 0}, 'train.total_iter must be a whole number >= 1, got 0'),
     ('logger', {'print_freqq': 5}, "logger: unknown option(s) 'print_freqq' (did you mean 'print_freq'?)"),
     ('logger', {'print_freq': None}, 'logger.print_freq must be a whole number >= 1, got None'),
+    ('path', {'pretrain_net_g': 'x.pth'}, "path: unknown option(s) 'pretrain_net_g'; valid: experiments_root,"),
 ])
 def test_model_sections_are_checked_when_the_model_is_built(tiny_net_opt, tmp_path, section, values, expected):
     with pytest.raises(UserError) as info:
