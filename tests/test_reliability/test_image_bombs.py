@@ -30,6 +30,31 @@ def crafted_png(width: int, height: int, exif_after_pixels: bool = False) -> byt
     return b'\x89PNG\r\n\x1a\n' + b''.join(chunks) + _chunk(b'IEND', b'')
 
 
+def crafted_jpeg(width: int, height: int) -> bytes:
+    """SOI, a baseline frame header claiming the size, a scan header and no entropy-coded data to speak of."""
+    sof = b'\xff\xc0' + struct.pack('>HBHHB', 11, 8, height, width, 1) + b'\x01\x11\x00'
+    sos = b'\xff\xda' + struct.pack('>HB', 8, 1) + b'\x01\x00\x00\x3f\x00'
+    return b'\xff\xd8' + sof + sos + b'\x00' * 16 + b'\xff\xd9'
+
+
+def crafted_bmp(width: int, height: int) -> bytes:
+    info = struct.pack('<IiiHHIIiiII', 40, width, height, 1, 24, 0, 0, 2835, 2835, 0, 0)
+    return b'BM' + struct.pack('<IHHI', 14 + 40 + 16, 0, 0, 54) + info + b'\x00' * 16
+
+
+def crafted_gif(width: int, height: int) -> bytes:
+    screen = struct.pack('<HHBBB', width, height, 0, 0, 0)
+    return b'GIF89a' + screen + b',' + struct.pack('<HHHHB', 0, 0, width, height, 0) + b'\x02\x02\x44\x01\x00;'
+
+
+def crafted_tiff(width: int, height: int) -> bytes:
+    """One uncompressed 1-bit strip, cut short: ImageWidth, ImageLength, bits, compression, photometric, strips."""
+    entries = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, 1), (259, 3, 1, 1), (262, 3, 1, 1),
+               (273, 4, 1, 8 + 2 + 12 * 8 + 4), (278, 4, 1, height), (279, 4, 1, 16)]
+    ifd = struct.pack('<H', len(entries)) + b''.join(struct.pack('<HHII', *e) for e in entries) + b'\x00' * 4
+    return b'II*\x00' + struct.pack('<I', 8) + ifd + b'\x00' * 16
+
+
 @pytest.fixture
 def no_pixel_decoding(monkeypatch):
     def refuse(*args, **kwargs):
@@ -47,6 +72,18 @@ def test_the_size_of_a_60000_squared_png_comes_from_its_header(tmp_path, no_pixe
     header = read_header(str(path))
     assert header.size == (60000, 60000) and header.orientation == 1  # an eXIf after the pixels is not read
     assert time.perf_counter() - start < 1
+
+
+@pytest.mark.parametrize('ext, craft', [('jpg', crafted_jpeg), ('bmp', crafted_bmp), ('gif', crafted_gif),
+                                        ('tif', crafted_tiff)])
+def test_bombs_of_every_format_are_sized_from_the_header(tmp_path, no_pixel_decoding, ext, craft, capsys,
+                                                        tiny_checkpoint):
+    path = tmp_path / f'bomb.{ext}'
+    path.write_bytes(craft(60000, 50000))  # under 200 bytes each
+    start = time.perf_counter()
+    assert read_header(str(path)).size == (50000, 60000) and time.perf_counter() - start < 1
+    assert cli('upscale', path, tmp_path / 'out.png', '--scale', 2, '--model', tiny_checkpoint[0]) == 2
+    assert capsys.readouterr().err.startswith(f'error: {path} is 60000x50000 = 3e+09 pixels, above --max-pixels')
 
 
 def test_decoder_errors_are_one_line_even_above_opencv_pixel_limit():
