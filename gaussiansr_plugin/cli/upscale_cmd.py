@@ -67,12 +67,11 @@ def _warn(message: str, seen: Set[str]) -> None:
 
 def _upscale_and_write(model: LoadedModel, src: str, header: ImageHeader, size: Tuple[int, int], dst: str,
                        plan: RenderPlan, device: torch.device, seen: Set[str]) -> None:
-    """Fit the plan to the host memory (CPU runs; CUDA runs fit their chunks to free memory and retry smaller plans
-    instead) before anything is decoded, then decode, upscale and write."""
-    if device.type == 'cpu':
-        plan, note = fit_to_memory(model.net, header.size, size, plan)
-        if note:
-            _warn(f'{dst}: {note}', seen)
+    """Fit the plan to the host memory before anything is decoded (``memory_plan``), then decode, upscale and
+    write."""
+    plan, note = fit_to_memory(model.net, header.size, size, plan, device.type)
+    if note:
+        _warn(f'{dst}: {note}', seen)
     picture = read_image(src, header)
     for note in write_image(dst, upscale_picture(model.net, picture, size, plan, device)):
         _warn(f'{dst}: {note}', seen)

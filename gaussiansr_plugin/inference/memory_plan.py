@@ -71,45 +71,59 @@ def query_bytes(net: nn.Module, chunk_size: int) -> int:
     return chunk_size * net.query_bytes() + splatted
 
 
+def held_bytes(lr_size: Tuple[int, int], out_size: Tuple[int, int]) -> int:
+    """Host memory held whatever the plan and device: the output with its copies on the way to the file, and the
+    decoded input."""
+    return 4 * OUTPUT_VALUES * out_size[0] * out_size[1] + 16 * lr_size[0] * lr_size[1]
+
+
 def estimate_bytes(net: nn.Module, lr_size: Tuple[int, int], out_size: Tuple[int, int], chunk_size: int,
                    tile: Optional[int] = None, tile_overlap: int = 0) -> int:
-    """Peak host memory of rendering ``lr_size`` -> ``out_size`` with a chunk size and optional LR tiles."""
-    held = 4 * OUTPUT_VALUES * out_size[0] * out_size[1] + 16 * lr_size[0] * lr_size[1]  # + the decoded input
+    """Peak host memory of rendering ``lr_size`` -> ``out_size`` on the CPU with a chunk size and optional LR
+    tiles."""
     lr_side = (min(lr_size[0], tile + 2 * tile_overlap), min(lr_size[1], tile + 2 * tile_overlap)) if tile else lr_size
     scale = out_size[0] * out_size[1] / (lr_size[0] * lr_size[1])
     working = lr_pixel_bytes(net) * lr_side[0] * lr_side[1] + query_bytes(net, chunk_size)
     # a tile's query grid and rendered pixels (float32 y, x, r, g, b); untiled, the grid alone (the result is held)
     grid = 20 * scale * tile * tile if tile else 8 * out_size[0] * out_size[1]
-    return int(held + working + grid)
+    return int(held_bytes(lr_size, out_size) + working + grid)
+
+
+def _too_large(lr_size: Tuple[int, int], out_size: Tuple[int, int], need: int, budget: float, how: str) -> UserError:
+    return UserError(f'upscaling {lr_size[1]}x{lr_size[0]} to {out_size[1]}x{out_size[0]} needs about '
+                     f'{need / 2**30:.1f} GiB of memory {how}, {budget / 2**30:.1f} GiB usable here: use a smaller '
+                     'scale or size, or a machine with more memory')
 
 
 def fit_to_memory(net: nn.Module, lr_size: Tuple[int, int], out_size: Tuple[int, int], plan: RenderPlan,
-                  available: Optional[int] = None) -> Tuple[RenderPlan, str]:
-    """The plan with a smaller chunk or LR tiles when the estimate exceeds the usable
-    memory, and a note saying so ('' when unchanged).
+                  device_type: str = 'cpu', available: Optional[int] = None) -> Tuple[RenderPlan, str]:
+    """The plan, with a smaller chunk and LR tiles when the CPU estimate exceeds the usable host memory, and a note
+    saying so ('' when unchanged). On a GPU only the host memory held whatever the plan is checked (the device fits
+    its chunks to its free memory and retries smaller plans itself).
 
     Raises:
-        UserError: Even the smallest chunk and tile do not fit (the input and output alone may not).
+        UserError: Even the smallest chunk and tile do not fit (or, on a GPU, the input and output alone).
     """
     budget = USABLE * (available_memory() if available is None else available)
+    if device_type != 'cpu':
+        if held_bytes(lr_size, out_size) > budget:
+            raise _too_large(lr_size, out_size, held_bytes(lr_size, out_size), budget, 'for the input and output')
+        return plan, ''
 
-    def fits(p: RenderPlan) -> bool:
-        return estimate_bytes(net, lr_size, out_size, p.chunk_size, p.tile, p.tile_overlap) <= budget
+    def need(p: RenderPlan) -> int:
+        return estimate_bytes(net, lr_size, out_size, p.chunk_size, p.tile, p.tile_overlap)
 
-    if fits(plan):
+    if need(plan) <= budget:
         return plan, ''
     fitted = plan
-    while not fits(fitted) and fitted.chunk_size > MIN_CHUNK:
+    while need(fitted) > budget and fitted.chunk_size > MIN_CHUNK:
         fitted = replace(fitted, chunk_size=max(MIN_CHUNK, fitted.chunk_size // 2))
     tile = fitted.tile or max(lr_size)
-    while not fits(fitted) and tile > MIN_TILE:
+    while need(fitted) > budget and tile > MIN_TILE:
         tile = max(MIN_TILE, tile // 2)
         fitted = replace(fitted, tile=tile)
-    need = estimate_bytes(net, lr_size, out_size, plan.chunk_size, plan.tile, plan.tile_overlap)
-    if not fits(fitted):
-        least = estimate_bytes(net, lr_size, out_size, fitted.chunk_size, fitted.tile, fitted.tile_overlap)
-        raise UserError(f'upscaling {lr_size[1]}x{lr_size[0]} to {out_size[1]}x{out_size[0]} needs about '
-                        f'{least / 2**30:.1f} GiB of memory even in {MIN_TILE}-pixel tiles, {budget / 2**30:.1f} GiB '
-                        'usable here: use a smaller scale or size, or a machine with more memory')
-    return fitted, (f'the estimated {need / 2**30:.1f} GiB exceed the {budget / 2**30:.1f} GiB of memory usable here: '
-                    f'rendering with chunk size {fitted.chunk_size} and {fitted.tile}-pixel tiles')
+    if need(fitted) > budget:
+        raise _too_large(lr_size, out_size, need(fitted), budget, f'even in {MIN_TILE}-pixel tiles')
+    tiles = f' and {fitted.tile}-pixel tiles' if fitted.tile else ''
+    return fitted, (f'the estimated {need(plan) / 2**30:.1f} GiB exceed the {budget / 2**30:.1f} GiB of memory usable '
+                    f'here: rendering with chunk size {fitted.chunk_size}{tiles}')
