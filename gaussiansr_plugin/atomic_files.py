@@ -2,17 +2,18 @@
 
 A file is written to a hidden temporary file in its own folder (``.<name>.<pid>.<random>.tmp``), fsynced, then
 renamed over the target, so a kill never leaves a partial file under the final name. A process killed with
-``kill -9`` cannot remove its temporary file; the next write to the same folder removes the temporary files of
-processes that no longer run. Files are created with mode 0666 minus the umask, like ``open()``.
+``kill -9`` cannot remove its temporary file; the next process that writes to the same folder removes the temporary
+files of processes that no longer run (once per folder). Files are created with mode 0666 minus the umask, like ``open()``.
 """
 import contextlib
 import os
 import re
 import secrets
 from os import path as osp
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Set
 
 _TEMP = re.compile(r'\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp')
+_CLEANED: Set[str] = set()  # folders already rid of stale temporary files by this process
 
 
 def temp_path_for(path: str) -> str:
@@ -52,7 +53,9 @@ def write_atomic(path: str, write: Callable[[BinaryIO], None]) -> None:
     """
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    remove_stale_temps(folder)
+    if folder not in _CLEANED:  # once per folder and process: a batch of many files scans its folders once
+        remove_stale_temps(folder)
+        _CLEANED.add(folder)
     tmp = temp_path_for(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
