@@ -100,3 +100,15 @@ def test_encoder_pretrain_path_with_other_encoder_options_is_refused(tiny_net_op
     with pytest.raises(ValueError, match=r'was trained with other encoder options \(res_scale: checkpoint 1.0, '
                                          r'network 0.5\)'):
         GaussianSR(encoder=dict(encoder, res_scale=0.5))
+
+
+def test_a_checkpoint_without_a_record_loads_with_one_warning(tiny_net_opt, tmp_path, basicsr_log):
+    net = GaussianSR(**{k: v for k, v in tiny_net_opt.items() if k != 'type'})
+    path = tmp_path / 'old.pth'
+    torch.save({'params': net.state_dict(), 'params_ema': net.state_dict()}, path)
+    opt = dict(model_opt(tiny_net_opt, tmp_path, ema_decay=0.9))
+    opt['path']['pretrain_network_g'] = str(path)
+    BUILD_MODEL(opt)  # net_g and net_g_ema both load the file
+    warned = [m for m in basicsr_log.messages if 'records no output options' in m]
+    assert warned == [f'path.pretrain_network_g {path} records no output options (an older checkpoint): assuming '
+                      'network_g gives the options it was trained with']
