@@ -7,6 +7,7 @@ These helpers name the unknown keys, suggest the closest valid one and list the 
 import difflib
 import functools
 import inspect
+import math
 from typing import Callable, Collection, Iterable, List, Mapping
 
 # Keys BasicSR itself puts into or reads from a dataset's options: parse_options (phase, scale, dataroot_*),
@@ -63,6 +64,18 @@ def dataset_owner(opt: Mapping, cls_name: str) -> str:
 def is_int_at_least(value, minimum: int) -> bool:
     """Whether an option value is an int >= ``minimum`` (YAML's ``true`` is a bool, not a count)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def is_number(value) -> bool:
+    """Whether an option value is a finite int or float (not a bool, not a string such as YAML's ``1e-4``)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_int_option(name: str, value, minimum: int, optional: bool = True) -> None:
+    """Raise a ``ValueError`` naming option ``name`` unless ``value`` is an int >= ``minimum`` (or None if
+    ``optional``): a negative chunk or tile would otherwise return garbage or fail deep inside PyTorch."""
+    if not (is_int_at_least(value, minimum) or (optional and value is None)):
+        raise ValueError(f'{name} must be an int >= {minimum}{" (or null)" if optional else ""}, got {value!r}')
 
 
 def keyword_names(fn: Callable) -> List[str]:

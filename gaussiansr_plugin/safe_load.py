@@ -96,3 +96,24 @@ def select_weights(checkpoint: Mapping) -> Tuple[Mapping, str]:
     EMA weights first), else the checkpoint itself with key ''."""
     key = next((k for k in PARAM_KEYS if isinstance(checkpoint.get(k), dict)), '')
     return (checkpoint[key] if key else checkpoint), key
+
+
+def non_finite_entries(state: Mapping, shown: int = 3) -> str:
+    """``decoder.0.weight, bank.raw (+2 more)``: the floating-point tensors of ``state`` holding NaN or inf, or ''.
+    A NaN weight would otherwise turn every output black without an error."""
+    bad = [k for k, v in state.items()
+           if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    return ', '.join(map(str, bad[:shown])) + (f' (+{len(bad) - shown} more)' if len(bad) > shown else '')
+
+
+def checkpoint_network_options(network_g: Mapping) -> dict:
+    """``network_g`` as a checkpoint records it: plain containers, without ``encoder.pretrain_path`` (the weights
+    are in the checkpoint)."""
+
+    def plain(value):  # BasicSR parses ymls into OrderedDicts
+        return {k: plain(v) for k, v in value.items()} if isinstance(value, Mapping) else value
+
+    options = plain(network_g)
+    if isinstance(options.get('encoder'), dict):
+        options['encoder'].pop('pretrain_path', None)
+    return options

@@ -75,11 +75,10 @@ def main() -> None:
                 fn()
         return run
 
-    ng = net.num_gaussian_channels
     parts = {
         'encode (per image)': (lambda: net.encode(lq), 1),
         'selection + splat parameters (per image)': (lambda: net._splat_params(feat, net.gaussians(feat)), 1),
-        'splat': (lambda: splat(feat[:, :ng], *params, coord, net.radius), num_blocks),
+        'splat': (lambda: splat(*params, coord, net.radius), num_blocks),
         'bicubic stream (grid_sample)': (lambda: sample_bicubic(side, coord), num_blocks),
         'decoder fp32': (lambda: net.decoder(x), num_blocks),
         'decoder matmuls only fp32': (lambda: linears_only(net, x), num_blocks),

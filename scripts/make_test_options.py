@@ -24,7 +24,7 @@ network_g:
 
 path:
   pretrain_network_g: experiments/001_GaussianSR_EDSRb_DIV2K_2000e_B16G1/models/net_g_latest.pth
-  param_key_g: params
+  param_key_g: params_ema  # EMA weights when the checkpoint has them (the shipped model has only these), else params
   strict_load_g: true
 
 val:

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from basicsr.archs.arch_util import ResidualBlockNoBN, make_layer
 from basicsr.utils.registry import ARCH_REGISTRY
 from ..option_checks import check_keys, is_int_at_least, keyword_names
-from ..safe_load import describe_state_mismatch, safe_torch_load, select_weights
+from ..safe_load import describe_state_mismatch, non_finite_entries, safe_torch_load, select_weights
 
 
 class EDSREncoder(nn.Module):
@@ -182,15 +182,41 @@ def _infer_out_channels(net: nn.Module) -> int:
         return int(net(torch.zeros(1, 3, 16, 16)).shape[1])
 
 
-def load_encoder_weights(encoder: nn.Module, path: str) -> None:
+def _effective(opt: dict) -> dict:
+    """Encoder options with the defaults of a built-in type filled in (``pretrain_path`` left out)."""
+    enc_type = opt.get('type', 'edsr-baseline')
+    defaults = _BUILTIN[enc_type][1] if enc_type in _BUILTIN else {}
+    return {k: v for k, v in {**defaults, **opt, 'type': enc_type}.items() if k != 'pretrain_path'}
+
+
+def check_encoder_output_options(opt: dict, checkpoint: dict, path: str) -> None:
+    """Refuse encoder weights from a GaussianSR checkpoint whose recorded ``network_g.encoder`` options differ from
+    ``opt`` (e.g. ``res_scale``, which strict loading cannot see), naming the option and both values."""
+    saved = checkpoint.get('network_g', {}).get('encoder') if isinstance(checkpoint.get('network_g'), dict) else None
+    if not isinstance(saved, dict):
+        return
+    saved, mine = _effective(saved), _effective(opt)
+    differs = '; '.join(f'{k}: checkpoint {saved[k]!r}, network {mine[k]!r}'
+                        for k in mine if k in saved and saved[k] != mine[k])
+    if differs:
+        raise ValueError(f'encoder.pretrain_path {path} was trained with other encoder options ({differs})')
+
+
+def load_encoder_weights(encoder: nn.Module, path: str, opt: Optional[dict] = None) -> None:
     """Load encoder-only weights strictly from a checkpoint (raw state dict, ``params`` / ``params_ema``, or a
-    full GaussianSR state dict whose keys start with ``encoder.``)."""
+    full GaussianSR state dict whose keys start with ``encoder.``); with ``opt`` (the encoder's options), options
+    recorded in the checkpoint must match them, and every weight must be finite."""
     state = safe_torch_load(path)
     if not isinstance(state, dict):
         raise ValueError(f'encoder.pretrain_path {path} holds a {type(state).__name__}, not a state dict')
+    if opt is not None:
+        check_encoder_output_options(opt, state, path)
     state, _ = select_weights(state)
     if any(k.startswith('encoder.') for k in state):
         state = {k[len('encoder.'):]: v for k, v in state.items() if k.startswith('encoder.')}
+    bad = non_finite_entries(state)
+    if bad:
+        raise ValueError(f'encoder.pretrain_path {path} holds non-finite weights (NaN or inf) in {bad}')
     mismatch = describe_state_mismatch(encoder.state_dict(), state)
     if mismatch:
         raise ValueError(f'encoder.pretrain_path {path} does not match the encoder: {mismatch}')
@@ -217,5 +243,5 @@ def build_encoder(opt: dict) -> nn.Module:
     if not hasattr(encoder, 'num_feat_out'):
         encoder.num_feat_out = num_feat_out or _infer_out_channels(encoder)
     if pretrain_path:
-        load_encoder_weights(encoder, pretrain_path)
+        load_encoder_weights(encoder, pretrain_path, {'type': enc_type, **opt})
     return encoder

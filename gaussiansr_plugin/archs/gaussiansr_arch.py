@@ -14,9 +14,10 @@ from ..ops.splat import MAX_RADIUS as SPLAT_MAX_RADIUS
 from ..ops.splat import splat
 from .decoder import MLPDecoder
 from .encoders import build_encoder
-from ..option_checks import is_int_at_least, strict_kwargs
+from ..option_checks import check_int_option, is_int_at_least, is_number, strict_kwargs
 from .gabor import GaborTexture
 from .gaussian_util import make_cell, make_coord, pair_tensor
+from .input_checks import check_upsample_args
 from .sgs import GaussianBank, GaussianHead, density_factor, refine_kernels, select_kernels
 from .tiling import Tile, tile_plan
 
@@ -40,10 +41,10 @@ def _check_sizes(bank_size, sigma_range, tau, mlp_hidden, head_hidden) -> None:
         raise ValueError(f'head_hidden must be an int >= 1, got {head_hidden!r}')
     if not isinstance(mlp_hidden, (list, tuple)) or not all(is_int_at_least(n, 1) for n in mlp_hidden):
         raise ValueError(f'mlp_hidden must be a list of ints >= 1, got {mlp_hidden!r}')
-    pair = isinstance(sigma_range, (list, tuple)) and len(sigma_range) == 2
-    if not (pair and 0 < float(sigma_range[0]) < float(sigma_range[1])):
+    pair = isinstance(sigma_range, (list, tuple)) and len(sigma_range) == 2 and all(map(is_number, sigma_range))
+    if not (pair and 0 < sigma_range[0] < sigma_range[1]):
         raise ValueError(f'sigma_range must be [min, max] with 0 < min < max, got {sigma_range!r}')
-    if not float(tau) > 0:
+    if not (is_number(tau) and tau > 0):
         raise ValueError(f'tau must be > 0, got {tau!r}')
 
 
@@ -106,7 +107,7 @@ class GaussianSR(nn.Module):
         _check_sizes(bank_size, sigma_range, tau, mlp_hidden, head_hidden)
         self.encoder = build_encoder(encoder or {'type': 'edsr-baseline'})
         num_feat = self.encoder.num_feat_out
-        if not 0 <= num_gaussian_channels <= num_feat:
+        if not (is_int_at_least(num_gaussian_channels, 0) and num_gaussian_channels <= num_feat):
             raise ValueError(f'num_gaussian_channels must be in [0, {num_feat}], got {num_gaussian_channels}')
         if gaussian_norm not in ('peak', 'density'):
             raise ValueError(f"gaussian_norm must be 'peak' or 'density', got {gaussian_norm!r}")
@@ -114,7 +115,7 @@ class GaussianSR(nn.Module):
             raise ValueError(f"residual must be 'bicubic' or 'none', got {residual!r}")
         if eval_selection not in ('argmax', 'soft'):
             raise ValueError(f"eval_selection must be 'argmax' or 'soft', got {eval_selection!r}")
-        if not (isinstance(radius, int) and 0 <= radius <= SPLAT_MAX_RADIUS):
+        if not (is_int_at_least(radius, 0) and radius <= SPLAT_MAX_RADIUS):
             raise ValueError(f'radius must be an int in [0, {SPLAT_MAX_RADIUS}], got {radius!r}')
         if head_input not in ('gaussian', 'all'):
             raise ValueError(f"head_input must be 'gaussian' or 'all', got {head_input!r}")
@@ -123,8 +124,7 @@ class GaussianSR(nn.Module):
         if head_input == 'gaussian' and num_gaussian_channels == 0 and gabor_bands > 0:
             raise ValueError("head_input: 'gaussian' reads the splatted channels; with num_gaussian_channels: 0 "
                              "and gabor_bands > 0 use head_input: 'all'")
-        if chunk_size < 1:
-            raise ValueError(f'chunk_size must be positive, got {chunk_size}')
+        check_int_option('chunk_size', chunk_size, 1, optional=False)
         if splat_backend not in SPLAT_BACKENDS:
             raise ValueError(f'splat_backend must be one of {SPLAT_BACKENDS}, got {splat_backend!r}')
         self.num_gaussian_channels = num_gaussian_channels
@@ -151,7 +151,7 @@ class GaussianSR(nn.Module):
         (``strict`` loading cannot tell a peak-trained bank from a density-trained one)."""
         bank = getattr(self, 'bank', None)
         return {'gaussian_norm': self.gaussian_norm, 'radius': self.radius,
-                'residual': 'bicubic' if self.residual else 'none',
+                'residual': 'bicubic' if self.residual else 'none', 'eval_selection': self.eval_selection,
                 'sigma_range': [bank.sigma_low, bank.sigma_high] if bank is not None else None}
 
     def output_options_mismatch(self, saved: dict) -> str:
@@ -316,9 +316,8 @@ class GaussianSR(nn.Module):
         Returns:
             Tensor: [B, 3, H, W], in [0, 1] space (not clamped); ``out`` if given.
         """
+        check_upsample_args(self, lq, size, chunk_size, tile, tile_overlap)
         size = (int(size[0]), int(size[1]))
-        if size[0] < 1 or size[1] < 1:
-            raise ValueError(f'size must be positive, got {size}')
         chunk_size = self.fit_chunk_size(lq, int(chunk_size or self.chunk_size))
         h, w = lq.shape[-2:]
         if out is not None and tuple(out.shape) != (lq.shape[0], 3, *size):

@@ -67,7 +67,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, device_default: str = '
         metavar='YML',
         default=None,
         help='network options for --model: a BasicSR yml (its network_g) or the options alone. '
-        'Default: <model stem>.yml beside the checkpoint, the experiment yml, else the paper default')
+        'Default: the network_g saved in the checkpoint, <model stem>.yml beside it, the experiment yml, else the '
+        'paper default')
     parser.add_argument(
         '--device',
         default=device_default,

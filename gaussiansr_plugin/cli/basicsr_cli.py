@@ -110,10 +110,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     if argv[0] not in ('train', 'test'):
         parser.error(f"unknown command '{argv[0]}' (choose train or test)")
     from ..data.errors import DataError, one_line
+    from ..models.checkpoint_io import CheckpointWriteError
     from ..models.schedules import TrainingDiverged
     try:
         run(argv[0], argv[1:])
-    except (UserError, DataError, TrainingDiverged) as exc:
+    except (UserError, DataError, TrainingDiverged, CheckpointWriteError) as exc:
         if os.environ.get('GAUSSIANSR_TRACEBACK', '') not in ('', '0'):
             raise
         fail(one_line(exc), code=1 if isinstance(exc, TrainingDiverged) else 2)

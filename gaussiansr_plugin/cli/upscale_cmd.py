@@ -8,7 +8,9 @@ from tqdm import tqdm
 
 from ..inference.batch import check_destination, plan_jobs
 from ..inference.checkpoint import LoadedModel, load_model
-from ..inference.image_io import Picture, probe_size, read_image, write_image
+from ..inference.image_header import ImageHeader, read_header
+from ..inference.image_io import read_image, write_image
+from ..inference.memory_plan import fit_to_memory
 from ..inference.upscaler import RenderPlan, resolve_device, target_size, upscale_picture
 from .arguments import add_model_arguments, image_size, non_negative_int, one_line_errors, positive_float, positive_int
 from .errors import UserError
@@ -63,8 +65,14 @@ def _warn(message: str, seen: Set[str]) -> None:
         tqdm.write(f'warning: {message}', file=sys.stderr)
 
 
-def _upscale_and_write(model: LoadedModel, picture: Picture, size: Tuple[int, int], dst: str, plan: RenderPlan,
-                       device: torch.device, seen: Set[str]) -> None:
+def _upscale_and_write(model: LoadedModel, src: str, header: ImageHeader, size: Tuple[int, int], dst: str,
+                       plan: RenderPlan, device: torch.device, seen: Set[str]) -> None:
+    """Fit the plan to the host memory before anything is decoded (``memory_plan``), then decode, upscale and
+    write."""
+    plan, note = fit_to_memory(model.net, header.size, size, plan, device.type)
+    if note:
+        _warn(f'{dst}: {note}', seen)
+    picture = read_image(src, header)
     for note in write_image(dst, upscale_picture(model.net, picture, size, plan, device)):
         _warn(f'{dst}: {note}', seen)
 
@@ -83,14 +91,14 @@ def _checked_size(name: str, lr_size: Tuple[int, int], args: argparse.Namespace)
     return target_size(lr_size, args.scale, args.size, args.max_pixels)
 
 
-def _read_checked(src: str, args: argparse.Namespace) -> Tuple[Picture, Tuple[int, int]]:
-    """Read an image and its output size; the sizes are first checked from the file header, so an image too large
-    for ``--max-pixels`` is refused before it is decoded."""
-    header_size = probe_size(src)
-    if header_size is not None:
-        _checked_size(src, header_size, args)
-    picture = read_image(src)
-    return picture, _checked_size(src, picture.size, args)
+def _checked_header(src: str, args: argparse.Namespace, seen: Set[str]) -> Tuple[ImageHeader, Tuple[int, int]]:
+    """The header of an image and its output size, both checked against ``--max-pixels`` before anything is
+    decoded."""
+    header = read_header(src)
+    size = _checked_size(src, header.size, args)
+    if header.animated:
+        _warn(f'{src} is animated: only its first frame is upscaled', seen)
+    return header, size
 
 
 def run(args: argparse.Namespace) -> None:
@@ -100,10 +108,10 @@ def run(args: argparse.Namespace) -> None:
     seen: Set[str] = set()
     if not is_folder:
         src, dst = jobs[0]
-        picture, size = _read_checked(src, args)  # check the image and the size before the (slower) model load
+        header, size = _checked_header(src, args, seen)  # check the header and the size before the model loads
         model = load_model(args.model, args.config, device)
-        _upscale_and_write(model, picture, size, dst, _plan(args, model), device, seen)
-        sys.stdout.write(f'wrote {dst} ({size[1]}x{size[0]} from {picture.size[1]}x{picture.size[0]})\n')
+        _upscale_and_write(model, src, header, size, dst, _plan(args, model), device, seen)
+        sys.stdout.write(f'wrote {dst} ({size[1]}x{size[0]} from {header.size[1]}x{header.size[0]})\n')
         return
     model = load_model(args.model, args.config, device)
     plan = _plan(args, model)
@@ -111,8 +119,8 @@ def run(args: argparse.Namespace) -> None:
     for src, dst in tqdm(jobs, desc='upscale', unit='img', file=sys.stderr, dynamic_ncols=True):
         try:
             check_destination(dst, args.output)
-            picture, size = _read_checked(src, args)
-            _upscale_and_write(model, picture, size, dst, plan, device, seen)
+            header, size = _checked_header(src, args, seen)
+            _upscale_and_write(model, src, header, size, dst, plan, device, seen)
         except UserError as exc:
             failures.append(str(exc))
             _warn(f'skipped: {exc}', seen)

@@ -35,7 +35,8 @@ class ArbitraryScaleTestDataset(data.Dataset):
     bicubic resize (BasicSR's kernel, antialiased) of that crop to ``h x w``, rounded to 8 bits. With
     ``dataroot_lq`` (protocol A) LR files are paired with HR files by name (BasicSR's
     ``paired_paths_from_folder`` with ``filename_tmpl``, or two LMDBs with the same keys) and the HR is
-    cropped top-left to ``output_size(lq size, s)``; an HR smaller than that raises a ``ValueError``.
+    cropped top-left to ``output_size(lq size, s)``; an HR smaller than that, or larger by ``s`` or more (an LR made
+    at another scale), raises a ``DataError``.
 
     Args:
         opt (dict): Options (never modified):
@@ -105,6 +106,11 @@ class ArbitraryScaleTestDataset(data.Dataset):
             if gt.shape[0] < target[0] or gt.shape[1] < target[1]:
                 raise DataError(f'HR {gt_path} is {gt.shape[0]}x{gt.shape[1]}, smaller than {target[0]}x{target[1]} '
                                 f'= LR {lq_path} ({lq.shape[0]}x{lq.shape[1]}) x {self.scale}')
+            if any(big - small * self.scale >= self.scale for big, small in zip(gt.shape[:2], lq.shape[:2])):
+                # more than the rounding of floor(H / s) or ceil(H / s): the LR was made at another scale
+                raise DataError(f'HR {gt_path} is {gt.shape[0]}x{gt.shape[1]}, but LR {lq_path} '
+                                f'({lq.shape[0]}x{lq.shape[1]}) x {self.scale:g} is {target[0]}x{target[1]}: the LR '
+                                f'looks made at x{gt.shape[0] / lq.shape[0]:.3g}; check the scale of this dataset')
             gt = gt[:target[0], :target[1]]
         else:
             lq_size = lr_size_for(gt.shape[:2], self.scale)

@@ -15,26 +15,35 @@ def is_within(path: str, folder: str) -> bool:
 def folder_jobs(in_dir: str, out_dir: str) -> List[Tuple[str, str]]:
     """(source, destination) for every image below ``in_dir``, mirrored below ``out_dir``, sorted.
 
-    Links to folders are not followed; a linked file must resolve inside ``in_dir``; ``out_dir`` is skipped when
-    it lies inside ``in_dir``.
+    Links to folders are not followed; a linked file must resolve inside ``in_dir``. Nothing below ``in_dir`` is
+    ever written: an ``out_dir`` inside ``in_dir`` and a layout that maps an image onto a path inside ``in_dir``
+    (``out_dir`` a parent of ``in_dir``, e.g. ``in/in/a.png`` -> ``./in/a.png``) are refused before anything runs.
 
     Raises:
-        UserError: No images, ``out_dir`` equal to ``in_dir``, or a link that leads outside ``in_dir``.
+        UserError: No images, an ``out_dir`` equal to or inside ``in_dir``, a destination inside ``in_dir``, or a
+            link that leads outside ``in_dir``.
     """
     in_real, out_real = osp.realpath(in_dir), osp.realpath(out_dir)
     if in_real == out_real:
         raise UserError(f'the output folder must differ from the input folder ({in_dir}); inputs would be replaced')
+    if is_within(out_real, in_real):
+        raise UserError(f'the output folder {out_dir} is inside the input folder {in_dir}; nothing under the input '
+                        'folder is written: choose an output folder outside it')
     jobs = []
     for root, dirs, files in os.walk(in_dir):
-        dirs[:] = sorted(
-            d for d in dirs if not osp.islink(osp.join(root, d)) and osp.realpath(osp.join(root, d)) != out_real)
+        dirs[:] = sorted(d for d in dirs if not osp.islink(osp.join(root, d)))
         for name in sorted(files):
             if not name.lower().endswith(IMAGE_EXTENSIONS):
                 continue
             src = osp.join(root, name)
             if not is_within(osp.realpath(src), in_real):
                 raise UserError(f'{src} is a link to a file outside {in_dir}; refusing to follow it')
-            jobs.append((src, osp.join(out_dir, osp.relpath(src, in_dir))))
+            dst = osp.join(out_dir, osp.relpath(src, in_dir))
+            if is_within(osp.realpath(dst), in_real):
+                raise UserError(f'{src} would be written to {dst}, inside the input folder {in_dir} (the output '
+                                'folder contains it); nothing under the input folder is written: choose an output '
+                                'folder outside it')
+            jobs.append((src, dst))
     if not jobs:
         raise UserError(f'no images ({" ".join(IMAGE_EXTENSIONS)}) found in {in_dir}')
     return jobs

@@ -6,10 +6,14 @@ first of these that exists:
 
 1. ``config``: a yml given by the user (a BasicSR option file, whose ``network_g`` is used, or the network
    options themselves);
-2. a ``network_g`` dict stored in the checkpoint next to ``params``;
-3. ``<checkpoint stem>.yml`` beside the checkpoint (how the shipped model carries its options);
+2. a ``network_g`` dict stored in the checkpoint next to ``params`` (GaussianSRModel writes it, and the shipped
+   model has it);
+3. ``<checkpoint stem>.yml`` beside the checkpoint;
 4. for ``experiments/<name>/models/net_g_*.pth``, the option file BasicSR copied into ``experiments/<name>/``;
-5. the paper default, ``GaussianSR()``.
+5. the paper default, ``GaussianSR()``, with the ``output_options`` the checkpoint records, if any.
+
+Whatever the source, ``output_options`` recorded in the checkpoint must match the network built (else one line
+naming the option and both values), and every weight must be finite.
 """
 import glob
 from dataclasses import dataclass
@@ -22,12 +26,14 @@ from torch import Tensor
 
 from ..archs.gaussiansr_arch import GaussianSR
 from ..cli.errors import UserError
-from ..safe_load import (PARAM_KEYS, CheckpointError, describe_state_mismatch, first_line, safe_torch_load,
-                         select_weights, strip_ddp_prefix)
+from ..option_checks import keyword_names
+from ..safe_load import (PARAM_KEYS, CheckpointError, describe_state_mismatch, first_line, non_finite_entries,
+                         safe_torch_load, select_weights, strip_ddp_prefix)
 
 DEFAULT_MODEL = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'weights', 'gaussiansr_edsrb_demo.pth')
 _TRAINING_STATE_KEYS = {'optimizers', 'schedulers', 'iter'}
 _SHOWN = 3  # mismatching keys named in an error message
+PAPER_DEFAULT = 'the paper default'
 
 
 @dataclass
@@ -118,7 +124,7 @@ def network_options(path: str, checkpoint: Any, config: Optional[str] = None) ->
     experiment = _experiment_yml(path)
     if experiment:
         return read_network_options(experiment), experiment
-    return {}, 'the paper default'
+    return {}, PAPER_DEFAULT
 
 
 def build_network(options: Dict[str, Any], source: str) -> GaussianSR:
@@ -134,6 +140,12 @@ def build_network(options: Dict[str, Any], source: str) -> GaussianSR:
         return GaussianSR(**options)
     except (TypeError, ValueError, KeyError) as exc:
         raise UserError(f'cannot build GaussianSR from the options in {source}: {first_line(exc)}') from exc
+
+
+def adopt_output_options(options: Dict[str, Any], recorded: Dict[str, Any]) -> Dict[str, Any]:
+    """``options`` with the ``output_options`` a checkpoint recorded set as GaussianSR arguments."""
+    adopted = {k: v for k, v in recorded.items() if k in keyword_names(GaussianSR.__init__) and v is not None}
+    return {**options, **adopted}
 
 
 def check_state_dict(net: GaussianSR, state: Dict[str, Tensor], path: str, source: str) -> None:
@@ -169,9 +181,16 @@ def load_model(path: Optional[str] = None,
                             'experiments/<name>/models/net_g_latest.pth from `gaussiansr demo` or `basicsr train`')
     checkpoint = read_checkpoint(path)
     state, key = extract_state_dict(checkpoint, path)
+    bad = non_finite_entries(state)
+    if bad:
+        raise UserError(f'{path} holds non-finite weights (NaN or inf) in {bad}: a diverged or corrupt checkpoint')
     options, source = network_options(path, checkpoint, config)
+    recorded = checkpoint.get('output_options')  # checkpoint is a dict: extract_state_dict said so
+    if isinstance(recorded, dict) and source == PAPER_DEFAULT:
+        options = adopt_output_options(options, recorded)
+        source = 'the paper default with the output options recorded in the checkpoint'
     net = build_network(options, source)
-    differs = net.output_options_mismatch(checkpoint.get('output_options') or {})  # a dict: extract_state_dict said
+    differs = net.output_options_mismatch(recorded if isinstance(recorded, dict) else {})
     if differs:
         raise UserError(f'{path} was trained with other options than {source} gives ({differs}); pass its training '
                         'yml with --config')

@@ -1,25 +1,23 @@
 """Image files for inference: read any 8/16-bit or float image as RGB + alpha, write it back atomically.
 
-Reading decodes with OpenCV (``IMREAD_UNCHANGED``, so bit depth, gray and alpha survive) and applies the EXIF
-orientation read with Pillow, as image viewers do (OpenCV applies it only without ``IMREAD_UNCHANGED``).
+Reading first parses the header (``image_header``: size, orientation; never pixels), then decodes with OpenCV
+(``IMREAD_UNCHANGED``, so bit depth, gray and alpha survive) and turns the image upright exactly once, as viewers
+show it: OpenCV applies the EXIF orientation of TIFF files itself, that of JPEG, PNG and WebP files is applied here.
 Writing picks the format from the extension, keeps the pixel type where the format can store it, and replaces
 the target in one step (a temporary file in the same folder, then ``os.replace``), so a partial file never
 appears under the final name.
 """
-import contextlib
-import io
-import os
-import secrets
-import warnings
 from dataclasses import dataclass
 from os import path as osp
 from typing import Callable, Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
-from PIL import Image
 
+from ..atomic_files import write_atomic
 from ..cli.errors import UserError
+from ..safe_load import first_line
+from .image_header import ImageHeader, read_header
 
 # extension -> (pixel types the format stores, best first for float input; alpha channel supported)
 FORMATS: Dict[str, Tuple[Tuple[str, ...], bool]] = {
@@ -34,7 +32,6 @@ FORMATS: Dict[str, Tuple[Tuple[str, ...], bool]] = {
 IMAGE_EXTENSIONS = tuple(FORMATS)
 QUALITY = 95  # JPEG / WebP
 _MAX_VALUE = {'uint8': 255.0, 'uint16': 65535.0, 'float32': 1.0}
-_EXIF_ORIENTATION = 0x0112
 # EXIF orientation -> the transform that shows the image upright ([H, W, ...] arrays; 5-8 swap H and W)
 _UPRIGHT: Dict[int, Callable[[np.ndarray], np.ndarray]] = {
     2: lambda a: a[:, ::-1],
@@ -73,60 +70,34 @@ def _quiet_opencv() -> None:
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
-def exif_orientation(data: bytes) -> int:
-    """The EXIF orientation (1-8) of an encoded image, 1 when it has none or Pillow cannot parse it."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                value = img.getexif().get(_EXIF_ORIENTATION, 1)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return 1
-    return value if value in _UPRIGHT else 1
-
-
-def probe_size(path: str) -> Optional[Tuple[int, int]]:
-    """The upright (h, w) of an image file read from its header by Pillow, without decoding the pixels.
-
-    Returns None when Pillow cannot parse the file (``read_image`` then decides). Pillow's decompression-bomb
-    limit does not apply here: the size is only looked at.
-    """
-    limit = Image.MAX_IMAGE_PIXELS
-    try:
-        Image.MAX_IMAGE_PIXELS = None
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            with Image.open(path) as img:
-                width, height = img.size
-                orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
-    except (OSError, ValueError, SyntaxError):
-        return None
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
-    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
-
-
 def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
     """Turn ``pixels`` [H, W, ...] upright for an EXIF ``orientation`` (1-8; others leave it unchanged)."""
     transform = _UPRIGHT.get(orientation)
     return pixels if transform is None else np.ascontiguousarray(transform(pixels))
 
 
-def decode(data: bytes, name: str) -> np.ndarray:
-    """Decode file bytes as OpenCV does with ``IMREAD_UNCHANGED``, then apply the EXIF orientation.
+def decode(data: bytes, name: str, orientation: int = 1) -> np.ndarray:
+    """Decode file bytes as OpenCV does with ``IMREAD_UNCHANGED``, then apply an EXIF ``orientation``.
 
     Args:
         data (bytes): The encoded file.
         name (str): The file name, for error messages.
+        orientation (int): EXIF orientation still to apply (``ImageHeader.orientation``). Default: 1 (none).
 
     Returns:
         np.ndarray: [H, W] (gray) or [H, W, C] (BGR / BGRA), uint8, uint16 or float32.
+
+    Raises:
+        UserError: OpenCV cannot decode the data (any decoder error, also its own size limits, is one line).
     """
     _quiet_opencv()
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    try:
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    except (cv2.error, MemoryError, OverflowError, ValueError) as exc:
+        raise UserError(f'cannot decode {name}: {first_line(exc)}') from exc
     if pixels is None:
         raise UserError(f'cannot decode {name}: not an image, an unsupported format, or a corrupt file')
-    return apply_orientation(pixels, exif_orientation(data))
+    return apply_orientation(pixels, orientation)
 
 
 def to_picture(pixels: np.ndarray, name: str) -> Picture:
@@ -149,22 +120,23 @@ def to_picture(pixels: np.ndarray, name: str) -> Picture:
     return Picture(rgb=rgb, alpha=alpha, gray=channels == 1, dtype=dtype)
 
 
-def read_image(path: str) -> Picture:
-    """Read an image file (PNG, JPEG, TIFF, WebP, BMP; 8/16-bit or float; gray, RGB or RGBA), upright.
+def read_image(path: str, header: Optional[ImageHeader] = None) -> Picture:
+    """Read an image file (PNG, JPEG, TIFF, WebP, BMP; 8/16-bit or float; gray, RGB or RGBA), upright exactly once.
+
+    Args:
+        path (str): The file.
+        header (ImageHeader, optional): Its header, if already read (``read_header``).
 
     Raises:
         UserError: The file is missing, unreadable, corrupt or of an unsupported kind.
     """
-    if not osp.exists(path):
-        raise UserError(f'input not found: {path}')
-    if not osp.isfile(path):
-        raise UserError(f'not a file: {path}')
+    header = header or read_header(path)
     try:
         with open(path, 'rb') as f:
             data = f.read()
     except OSError as exc:
         raise UserError(f'cannot read {path}: {exc.strerror or exc}') from exc
-    return to_picture(decode(data, path), path)
+    return to_picture(decode(data, path, header.orientation), path)
 
 
 def check_format(path: str) -> str:
@@ -225,29 +197,12 @@ def encode(pixels: np.ndarray, ext: str) -> bytes:
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``.
-
-    The folder is created if needed. On any failure (including Ctrl-C) the temporary file is removed and ``path``
-    is left as it was.
-    """
-    folder = osp.dirname(osp.abspath(path))
-    tmp = osp.join(folder, f'.{osp.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp')
+    """Write ``data`` to ``path`` atomically (``atomic_files.write_atomic``): on any failure, including Ctrl-C,
+    ``path`` is left as it was and no temporary file remains."""
     try:
-        os.makedirs(folder, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, lambda f: f.write(data))
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
         raise UserError(f'cannot write {path}: {exc.strerror or exc}') from exc
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
 
 
 def write_image(path: str, picture: Picture) -> List[str]:

@@ -64,6 +64,14 @@ class RenderPlan:
         return None
 
 
+def _finite(out: Tensor) -> Tensor:
+    """``out`` unless it holds NaN or inf (clamping would write them as black or white pixels without a word)."""
+    if not bool(torch.isfinite(out).all()):
+        raise UserError('the network produced non-finite values (NaN or inf): the model is broken (weights too large '
+                        'or a diverged training); nothing was written')
+    return out
+
+
 def render(net: GaussianSR, lq: Tensor, size: Tuple[int, int], plan: RenderPlan) -> Tensor:
     """``net.upsample`` under no_grad; on CUDA out-of-memory, retry with ever smaller plans (logged as warnings).
 
@@ -75,15 +83,18 @@ def render(net: GaussianSR, lq: Tensor, size: Tuple[int, int], plan: RenderPlan)
 
     Returns:
         Tensor: [B, 3, H, W], clamped to [0, 1]; on the CPU when tiling, so that the device only ever holds one tile.
+
+    Raises:
+        UserError: The output holds NaN or inf, or even the smallest plan runs out of GPU memory.
     """
     lr_size = tuple(lq.shape[-2:])
     while True:
         try:
             out = torch.empty(lq.shape[0], 3, *size) if plan.tile else None
             with torch.no_grad():
-                return net.upsample(
+                return _finite(net.upsample(
                     lq, size, chunk_size=plan.chunk_size, tile=plan.tile, tile_overlap=plan.tile_overlap,
-                    out=out).clamp_(0, 1)
+                    out=out)).clamp_(0, 1)
         except torch.cuda.OutOfMemoryError:
             failed = plan
         # outside the except block, so the failed attempt's tensors are released before the retry

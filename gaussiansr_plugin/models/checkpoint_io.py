@@ -2,27 +2,30 @@
 import os
 import random
 import re
-import tempfile
 from typing import Optional
 
 import numpy as np
 import torch
 
+from ..atomic_files import write_atomic
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint or training state that cannot be written (a full disk, a read-only folder); one line."""
+
 
 def atomic_torch_save(obj, path: str) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename: a kill never leaves a partial file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix='.tmp_', suffix='.pth', dir=folder)
+    """``torch.save`` through a temporary file in the same folder, then rename: a kill never leaves a partial file
+    (``atomic_files.write_atomic``; stale temporary files of killed runs are removed on the next save).
+
+    Raises:
+        CheckpointWriteError: The file cannot be written; the previous file under ``path`` is intact.
+    """
     try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        write_atomic(path, lambda f: torch.save(obj, f))
+    except OSError as exc:
+        raise CheckpointWriteError(f'cannot write {path}: {exc.strerror or exc}; the earlier checkpoints are intact: '
+                                   'free space (or fix the folder) and continue with --auto_resume') from exc
 
 
 def get_rng_state() -> dict:

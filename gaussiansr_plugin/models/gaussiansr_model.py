@@ -1,6 +1,7 @@
 """GaussianSRModel: BasicSR's SRModel trained on query batches and tested by whole-image chunked rendering."""
 import contextlib
 import copy
+import functools
 import os
 from collections import OrderedDict
 from typing import List
@@ -14,8 +15,10 @@ from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from ..archs.gaussian_util import output_size
 from ..option_checks import is_int_at_least
-from ..safe_load import CheckpointError, describe_state_mismatch, safe_torch_load, strip_ddp_prefix
+from ..safe_load import (CheckpointError, checkpoint_network_options, describe_state_mismatch, non_finite_entries,
+                         safe_torch_load, strip_ddp_prefix)
 from .checkpoint_io import atomic_torch_save, checkpoint_before, get_rng_state, set_rng_state
+from .option_sections import check_sections
 from .schedules import TrainingDiverged, resolve_crop_border, tau_at
 
 
@@ -27,6 +30,12 @@ def bank_lr_groups(net: torch.nn.Module, lr: float, mult: float) -> List[dict]:
     if not bank:
         raise ValueError('train.bank_lr_mult needs a Gaussian bank (network_g.num_gaussian_channels > 0)')
     return [{'params': [p for name, p in named if not name.startswith('bank.')]}, {'params': bank, 'lr': lr * mult}]
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    """One warning line per message (net_g and net_g_ema load the same file)."""
+    get_root_logger().warning(message)
 
 
 @MODEL_REGISTRY.register()
@@ -42,6 +51,9 @@ class GaussianSRModel(SRModel):
     """
 
     def __init__(self, opt):
+        check_sections(opt)
+        if not opt.get('is_train') and not (opt.get('path') or {}).get('pretrain_network_g'):
+            get_root_logger().warning('path.pretrain_network_g is not set: testing a network with random weights')
         super().__init__(opt)
         self._nan_steps = 0
         self._last_finite_iter = 0
@@ -199,19 +211,21 @@ class GaussianSRModel(SRModel):
             raise CheckpointError(f'path.pretrain_network_g: {exc}') from exc
         if not isinstance(checkpoint, dict):
             raise CheckpointError(f'{what} holds a {type(checkpoint).__name__}, not network weights')
-        differs = net.output_options_mismatch(checkpoint.get('output_options') or {}) if hasattr(
-            net, 'output_options_mismatch') else ''
-        if differs:
-            raise CheckpointError(f'{what} was trained with other network_g options ({differs}); set them in '
-                                  'network_g as the checkpoint has them')
+        self._check_output_options(net, checkpoint, what)
         if param_key is not None:
             if param_key not in checkpoint and 'params' in checkpoint:
                 get_root_logger().info(f'Loading: {param_key} does not exist, use params.')
                 param_key = 'params'
             if not isinstance(checkpoint.get(param_key), dict):
-                raise CheckpointError(f'{what} has no {param_key!r} entry (it has: {", ".join(map(str, checkpoint))})')
+                hint = '; set path.param_key_g: params_ema' if isinstance(checkpoint.get('params_ema'), dict) else ''
+                raise CheckpointError(f'{what} has no {param_key!r} entry (it has: {", ".join(map(str, checkpoint))})'
+                                      f'{hint}')
             checkpoint = checkpoint[param_key]
         state = strip_ddp_prefix(checkpoint)
+        bad = non_finite_entries(state)
+        if bad:
+            raise CheckpointError(f'{what} holds non-finite weights (NaN or inf) in {bad}: a diverged or corrupt '
+                                  'checkpoint; use an earlier one')
         get_root_logger().info(
             f'Loading {net.__class__.__name__} model from {load_path}, with param key: [{param_key}].')
         if strict:
@@ -223,10 +237,26 @@ class GaussianSRModel(SRModel):
             self._print_different_keys_loading(net, state, strict)
         net.load_state_dict(state, strict=strict)
 
+    @staticmethod
+    def _check_output_options(net, checkpoint: dict, what: str) -> None:
+        """Refuse a checkpoint whose recorded ``output_options`` differ from ``net``'s, naming both values; say so
+        in one line when it records none (written before they were recorded): then nothing can be checked."""
+        if not hasattr(net, 'output_options_mismatch'):
+            return
+        if not isinstance(checkpoint.get('output_options'), dict):
+            _warn_once(f'{what} records no output options (an older checkpoint): assuming network_g gives the '
+                       'options it was trained with')
+            return
+        differs = net.output_options_mismatch(checkpoint['output_options'])
+        if differs:
+            raise CheckpointError(f'{what} was trained with other network_g options ({differs}); set them in '
+                                  'network_g as the checkpoint has them')
+
     @master_only
     def save_network(self, net, net_label, current_iter, param_key='params'):
         """BasicSR's checkpoint format (``params`` / ``params_ema``), written atomically, plus the network's
-        ``output_options`` (checked when the checkpoint is loaded again)."""
+        ``output_options`` (checked when the checkpoint is loaded again) and ``network_g`` (``gaussiansr upscale
+        --model`` rebuilds the network from it, without the yml)."""
         nets, keys = (net, param_key) if isinstance(net, list) else ([net], [param_key])
         save_dict = {}
         for net_, key in zip(nets, keys):  # the bare model: keys carry no DDP ``module.`` prefix
@@ -234,6 +264,7 @@ class GaussianSRModel(SRModel):
         bare = self.get_bare_model(nets[0])  # params and params_ema: one architecture
         if hasattr(bare, 'output_options'):
             save_dict['output_options'] = bare.output_options()
+            save_dict['network_g'] = checkpoint_network_options(self.opt['network_g'])
         label = 'latest' if current_iter == -1 else current_iter
         atomic_torch_save(save_dict, os.path.join(self.opt['path']['models'], f'{net_label}_{label}.pth'))
 

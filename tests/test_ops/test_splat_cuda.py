@@ -152,3 +152,25 @@ def test_auto_falls_back_with_one_warning(monkeypatch):
     assert len(messages) == 1 and 'build failed' in messages[0]
     torch.testing.assert_close(outs[0], splat_reference(*inputs, 2))
     assert math.isclose(outs[0].sum().item(), outs[1].sum().item())
+
+
+def test_non_finite_inputs_behave_as_in_the_reference():
+    """The behaviour documented in ``splat``: 0 for non-finite coordinates, NaN where an invalid Gaussian reaches,
+    a non-finite channel where a non-finite feature reaches; the same on both backends."""
+    feat, sigma, rho, opacity, coords = make_inputs(2, 8, 9, 7, 2.3)
+    for k, value in enumerate([float('nan'), float('inf'), -float('inf'), 1e30, -1e30]):
+        coords[0, k, k % 2] = value
+        coords[1, 7 + k] = value
+    assert_matches_reference([feat, sigma, rho, opacity, coords], 3)  # outputs and gradients, all finite
+    out = splat(feat, sigma, rho, opacity, coords, 3, backend='cuda')
+    bad = ~torch.isfinite(coords).all(-1) | (coords.abs() > 2).any(-1)
+    assert torch.equal(out[bad], torch.zeros_like(out[bad]))
+
+    sigma[0, 0, 2, 3], rho[1, 0, 4, 4], opacity[0, 0, 6, 1], feat[1, 3, 1, 1] = 0.0, 1.0, float('nan'), float('inf')
+    out = splat(feat, sigma, rho, opacity, coords, 3, backend='cuda')
+    ref = splat_reference(*[t.double() for t in (feat, sigma, rho, opacity, coords)], 3)
+    finite = torch.isfinite(ref)
+    assert torch.equal(torch.isfinite(out), finite) and (~finite).any() and finite.any()
+    others = [c for c in range(8) if c != 3]  # channel 3 may be inf or NaN (0 * inf where a weight underflows)
+    assert torch.equal(torch.isnan(out[..., others]), torch.isnan(ref[..., others]))
+    torch.testing.assert_close(out[finite].double(), ref[finite], rtol=1e-4, atol=1e-4)

@@ -2,6 +2,7 @@
 import logging
 
 import pytest
+import torch
 
 from basicsr.utils import get_root_logger
 
@@ -30,3 +31,14 @@ def basicsr_log():
     yield records
     logger.removeHandler(records)
     logger.setLevel(level)
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path, tiny_net_opt):
+    """A tiny GaussianSR checkpoint as GaussianSRModel writes it (``params`` and ``network_g``); (path, net)."""
+    from gaussiansr_plugin.archs.gaussiansr_arch import GaussianSR
+    torch.manual_seed(0)
+    net = GaussianSR(**{k: v for k, v in tiny_net_opt.items() if k != 'type'}).eval()
+    path = tmp_path / 'tiny.pth'
+    torch.save({'params': net.state_dict(), 'network_g': tiny_net_opt, 'output_options': net.output_options()}, path)
+    return str(path), net

@@ -14,8 +14,10 @@ from skimage import data as skdata
 from gaussiansr_plugin.archs.gaussian_util import output_size
 from gaussiansr_plugin.archs.gaussiansr_arch import GaussianSR
 from gaussiansr_plugin.cli import upscale_cmd
+from gaussiansr_plugin.cli.errors import UserError
 from gaussiansr_plugin.inference import image_io
-from gaussiansr_plugin.inference.image_io import probe_size, read_image
+from gaussiansr_plugin.inference.image_header import read_header
+from gaussiansr_plugin.inference.image_io import read_image
 from gaussiansr_plugin.inference.upscaler import RenderPlan, render
 from shared_helpers import cli
 
@@ -93,7 +95,7 @@ def test_huge_image_is_refused_from_its_header_before_decoding(tmp_path, tiny_mo
 
     monkeypatch.setattr(image_io, 'decode', no_decode)
     monkeypatch.setattr(upscale_cmd, 'load_model', no_decode)
-    assert probe_size(huge_png) == (20000, 20000)
+    assert read_header(huge_png).size == (20000, 20000)
     cases = {
         ('--scale', 4, '--max-pixels', 1e9): 'error: output would be 80000x80000 = 6.4e+09 pixels, above --max-pixels',
         ('--scale', 4): f'error: {huge_png} is 20000x20000 = 4e+08 pixels, above --max-pixels 2e+08',
@@ -116,7 +118,7 @@ def test_huge_image_in_a_folder_is_skipped_before_decoding(tmp_path, tiny_model,
     cv2.imwrite(str(folder / 'small.png'), _photo(12, 10))
     decode = image_io.decode
     decoded = []
-    monkeypatch.setattr(image_io, 'decode', lambda data, name: decoded.append(name) or decode(data, name))
+    monkeypatch.setattr(image_io, 'decode', lambda data, name, *rest: decoded.append(name) or decode(data, name, *rest))
     assert cli('upscale', folder, tmp_path / 'out', '--scale', 2, '--model', model, '--max-pixels', 1e8) == 2
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1].startswith('error: 1 of 2 image(s) failed, the first: '
@@ -125,13 +127,14 @@ def test_huge_image_in_a_folder_is_skipped_before_decoding(tmp_path, tiny_model,
     assert osp.isfile(tmp_path / 'out' / 'small.png') and not osp.exists(tmp_path / 'out' / 'huge.png')
 
 
-def test_probe_size_follows_exif_orientation(tmp_path):
+def test_header_size_follows_exif_orientation(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90: the upright image is 20 high, 10 wide
     Image.fromarray(_photo(10, 20)).save(tmp_path / 'rot.jpg', exif=exif)
-    assert probe_size(str(tmp_path / 'rot.jpg')) == (20, 10) == read_image(str(tmp_path / 'rot.jpg')).size
+    assert read_header(str(tmp_path / 'rot.jpg')).size == (20, 10) == read_image(str(tmp_path / 'rot.jpg')).size
     (tmp_path / 'junk.png').write_bytes(b'junk')
-    assert probe_size(str(tmp_path / 'junk.png')) is None
+    with pytest.raises(UserError, match='junk.png: not an image'):
+        read_header(str(tmp_path / 'junk.png'))
 
 
 def test_tiling_bounds_the_network_and_matches_untiled(tmp_path, tiny_model, capsys):
@@ -157,3 +160,14 @@ def test_tiling_bounds_the_network_and_matches_untiled(tmp_path, tiny_model, cap
     out = render(net, lq, output_size((301, 261), 2.5), RenderPlan(chunk_size=4096, tile=32, tile_overlap=16))
     assert out.shape == (1, 3, 752, 652)
     assert max(encoder_sides) <= 32 + 2 * 16 and max(chunks) <= 4096 and len(encoder_sides) == 10 * 9
+
+
+@pytest.mark.parametrize('ext', ['gif', 'png', 'webp'])
+def test_animated_images_say_that_only_the_first_frame_is_upscaled(tmp_path, tiny_model, capsys, ext):
+    model, _ = tiny_model
+    frames = [Image.new('RGB', (8, 6), (80 * i, 0, 0)) for i in range(3)]
+    src, out = tmp_path / f'anim.{ext}', tmp_path / 'out.png'
+    frames[0].save(src, save_all=True, append_images=frames[1:])
+    assert cli('upscale', src, out, '--scale', 2, '--model', model) == 0
+    assert capsys.readouterr().err == f'warning: {src} is animated: only its first frame is upscaled\n'
+    assert cv2.imread(str(out)).shape == (12, 16, 3)

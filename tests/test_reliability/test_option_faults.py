@@ -131,13 +131,16 @@ def _launch(tmp_path, yml, pythonpath=None):
                           capture_output=True, text=True, timeout=180)
 
 
-@pytest.mark.parametrize('fault', ['network-key', 'dataset-key'])
+@pytest.mark.parametrize('fault', ['network-key', 'dataset-key', 'logger-key'])
 def test_basicsr_train_reports_option_faults_before_training(tmp_path, photo_dirs, train_yml, fault):
     yml = yaml.safe_load(train_yml(photo_dirs, name='opts', total_iter=4))
     if fault == 'network-key':
         yml['network_g']['num_gaussian_chanels'] = 4
         expected = ("error: cannot build GaussianSRModel: GaussianSR: unknown option(s) 'num_gaussian_chanels' (did "
                     "you mean 'num_gaussian_channels'?); valid: bank_size,")
+    elif fault == 'logger-key':  # BasicSR would fail with a KeyError traceback after training started
+        yml['logger']['print_freqq'] = yml['logger'].pop('print_freq')
+        expected = "error: cannot build GaussianSRModel: logger: unknown option(s) 'print_freqq'"
     else:
         yml['datasets']['val']['scale_max'] = 4
         expected = "error: ArbitraryScaleTestDataset 'photos_val_x2.5' (phase val): unknown option(s) 'scale_max'"

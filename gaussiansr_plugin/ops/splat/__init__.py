@@ -44,6 +44,14 @@ def splat(
     ``Sigma = [[sy^2, rho sy sx], [rho sy sx, sx^2]]`` and N(q) the pixels of the image within ``radius`` (Chebyshev)
     of ``floor(p_q + 1/2)`` (a query on a pixel border takes the pixel below/right). No normalisation.
 
+    Non-finite values behave the same on both backends, without a host sync (checks would need one per call and
+    break CUDA-graph capture; a diverging training run must still reach its NaN guard rather than an exception):
+
+    - a query with a NaN or infinite coordinate returns 0 in every channel and passes no gradient;
+    - an invalid Gaussian (sigma <= 0, |rho| >= 1, or a non-finite sigma, rho or opacity) makes every channel NaN at
+      each query whose window holds its pixel (``mark_invalid_gaussians``: both backends set its opacity to NaN);
+    - a non-finite feature value makes that channel non-finite (NaN or +-inf) at each query whose window holds it.
+
     Args:
         feat (Tensor): Feature of each LR pixel, [B, C, h, w], C >= 1.
         sigma (Tensor): (sigma_y, sigma_x) > 0 in LR-pixel units, [B, 2, h, w].

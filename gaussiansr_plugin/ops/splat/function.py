@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 from ._backend import load_ext
+from .reference import mark_invalid_gaussians
 
 _WAVES = 2  # the backward splits the window until it has this many waves of resident warps ...
 _MIN_QUERIES_PER_PART = 64  # ... while each part keeps this many queries per warp on average
@@ -95,7 +96,9 @@ def splat_cuda(
         radius: int) -> Tensor:  # [B, Q, C]
     """Splat with the CUDA kernels, computed in float32 (inputs of any float dtype); returns float32.
 
-    Gradients flow to feat, sigma, rho and opacity; coords get none. Inputs must already be validated.
+    Gradients flow to feat, sigma, rho and opacity; coords get none. Inputs must already be validated. Invalid
+    Gaussians get a NaN opacity first, as in the reference (``mark_invalid_gaussians``); a query with a non-finite
+    coordinate has its centre clamped outside the image by the kernels, so it reads no pixel and returns 0.
     """
-    args = (t.float().contiguous() for t in (feat, sigma, rho, opacity))
+    args = (t.float().contiguous() for t in (feat, *mark_invalid_gaussians(sigma, rho, opacity)))
     return SplatFunction.apply(*args, coords.detach().float().contiguous(), radius)

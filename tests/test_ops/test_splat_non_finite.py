@@ -1,0 +1,69 @@
+"""Non-finite inputs of the splat op: the behaviour documented in ``splat``'s docstring, on the reference and the
+dispatcher (the CUDA kernel is held to the same in test_splat_cuda.py)."""
+import pytest
+import torch
+
+from gaussiansr_plugin.ops.splat import splat
+from gaussiansr_plugin.ops.splat.reference import query_centres, splat_reference
+
+BAD_COORDS = [float('nan'), float('inf'), -float('inf'), 1e30, -1e30]
+
+
+def make_inputs(b=2, c=3, h=6, w=5, q=40, seed=0, dtype=torch.float64):
+    gen = torch.Generator().manual_seed(seed)
+    feat = torch.randn(b, c, h, w, generator=gen, dtype=dtype)
+    sigma = 0.4 + 1.2 * torch.rand(b, 2, h, w, generator=gen, dtype=dtype)
+    rho = 1.6 * torch.rand(b, 1, h, w, generator=gen, dtype=dtype) - 0.8
+    opacity = torch.rand(b, 1, h, w, generator=gen, dtype=dtype)
+    coords = 2.2 * torch.rand(b, q, 2, generator=gen, dtype=dtype) - 1.1
+    return feat, sigma, rho, opacity, coords
+
+
+def reaches(coords, h, w, radius, i, j):
+    """[B, Q] whether each query's window holds LR pixel (i, j)."""
+    _, _, cy, cx = query_centres(coords, h, w)
+    return ((cy - i).abs() <= radius) & ((cx - j).abs() <= radius)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('fn', [splat_reference, splat], ids=['reference', 'dispatcher'])
+def test_queries_with_non_finite_coordinates_return_zero_and_no_gradient(fn, dtype):
+    feat, sigma, rho, opacity, coords = make_inputs(dtype=dtype)
+    bad = coords.clone()
+    for k, value in enumerate(BAD_COORDS):
+        bad[0, k, k % 2] = value
+        bad[1, 10 + k] = value
+    leaves = [t.detach().requires_grad_() for t in (feat, sigma, rho, opacity)]
+    out = fn(*leaves, bad, 3)
+    hit = ~torch.isfinite(bad).all(-1) | (bad.abs() > 2).any(-1)
+    assert hit.sum() == 2 * len(BAD_COORDS) and torch.equal(out[hit], torch.zeros_like(out[hit]))
+    torch.testing.assert_close(out[~hit].view(2, -1, 3), splat_reference(feat, sigma, rho, opacity,
+                                                                         coords[~hit].view(2, -1, 2), 3))
+    grads = torch.autograd.grad(out.sum(), leaves)
+    kept = [t.detach().requires_grad_() for t in (feat, sigma, rho, opacity)]
+    expected = torch.autograd.grad(splat_reference(*kept, coords[~hit].view(2, -1, 2), 3).sum(), kept)
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize('fn', [splat_reference, splat], ids=['reference', 'dispatcher'])
+@pytest.mark.parametrize('name, value', [('sigma', 0.0), ('sigma', -1.0), ('sigma', float('inf')), ('rho', 1.0),
+                                         ('rho', float('nan')), ('opacity', float('nan')), ('opacity', float('inf'))])
+def test_an_invalid_gaussian_is_nan_exactly_where_its_window_reaches(fn, name, value):
+    inputs = dict(zip(('feat', 'sigma', 'rho', 'opacity', 'coords'), make_inputs()))
+    inputs[name][0, 0, 2, 1] = value
+    out = fn(*inputs.values(), 1)
+    reached = reaches(inputs['coords'], 6, 5, 1, 2, 1)
+    reached[1] = False  # the other batch item is untouched
+    assert reached.any() and (~reached).any()
+    assert torch.isnan(out[reached]).all() and torch.isfinite(out[~reached]).all()
+
+
+def test_a_non_finite_feature_spoils_its_channel_where_its_window_reaches():
+    feat, sigma, rho, opacity, coords = make_inputs()
+    feat[0, 1, 3, 3] = float('inf')
+    out = splat(feat, sigma, rho, opacity, coords, 1)
+    reached = reaches(coords, 6, 5, 1, 3, 3)
+    reached[1] = False
+    assert not torch.isfinite(out[..., 1][reached]).any() and torch.isfinite(out[..., 1][~reached]).all()
+    assert torch.isfinite(out[..., [0, 2]]).all()
