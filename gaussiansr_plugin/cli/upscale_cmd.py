@@ -1,7 +1,8 @@
 """``gaussiansr upscale IN OUT (--scale S | --size WxH)``: super-resolve an image, or every image of a folder."""
 import argparse
 import sys
-from typing import List, Set, Tuple
+import time
+from typing import List, Optional, Set, Tuple
 
 import torch
 from tqdm import tqdm
@@ -9,7 +10,8 @@ from tqdm import tqdm
 from ..inference.batch import check_destination, plan_jobs
 from ..inference.checkpoint import LoadedModel, load_model
 from ..inference.image_io import Picture, probe_size, read_image, write_image
-from ..inference.upscaler import RenderPlan, resolve_device, target_size, upscale_picture
+from ..inference.progress import ChunkProgress
+from ..inference.upscaler import RenderPlan, keeps_aspect, resolve_device, target_size, upscale_picture
 from .arguments import add_model_arguments, image_size, non_negative_int, one_line_errors, positive_float, positive_int
 from .errors import UserError
 
@@ -27,6 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument('--scale', type=positive_float, help='scale factor, any positive number (2, 3.5, 12, ...)')
     target.add_argument('--size', type=image_size, metavar='WxH', help='exact output size, e.g. 1920x1080')
+    parser.add_argument(
+        '--keep-aspect',
+        action='store_true',
+        help="with --size: the largest output of the input's aspect ratio that fits inside WxH")
     add_model_arguments(parser)
     parser.add_argument(
         '--tile',
@@ -64,8 +70,8 @@ def _warn(message: str, seen: Set[str]) -> None:
 
 
 def _upscale_and_write(model: LoadedModel, picture: Picture, size: Tuple[int, int], dst: str, plan: RenderPlan,
-                       device: torch.device, seen: Set[str]) -> None:
-    for note in write_image(dst, upscale_picture(model.net, picture, size, plan, device)):
+                       device: torch.device, seen: Set[str], progress: Optional[ChunkProgress] = None) -> None:
+    for note in write_image(dst, upscale_picture(model.net, picture, size, plan, device, progress)):
         _warn(f'{dst}: {note}', seen)
 
 
@@ -80,30 +86,44 @@ def _checked_size(name: str, lr_size: Tuple[int, int], args: argparse.Namespace)
     if pixels > args.max_pixels:
         raise UserError(f'{name} is {lr_size[1]}x{lr_size[0]} = {pixels:.3g} pixels, above --max-pixels '
                         f'{args.max_pixels:.3g}; downscale it first or raise --max-pixels')
-    return target_size(lr_size, args.scale, args.size, args.max_pixels)
+    return target_size(lr_size, args.scale, args.size, args.max_pixels, args.keep_aspect)
 
 
-def _read_checked(src: str, args: argparse.Namespace) -> Tuple[Picture, Tuple[int, int]]:
+def _read_checked(src: str, args: argparse.Namespace, seen: Set[str]) -> Tuple[Picture, Tuple[int, int]]:
     """Read an image and its output size; the sizes are first checked from the file header, so an image too large
-    for ``--max-pixels`` is refused before it is decoded."""
+    for ``--max-pixels`` is refused before it is decoded. A ``--size`` of another aspect ratio is noted."""
     header_size = probe_size(src)
     if header_size is not None:
         _checked_size(src, header_size, args)
     picture = read_image(src)
-    return picture, _checked_size(src, picture.size, args)
+    size = _checked_size(src, picture.size, args)
+    (h, w), (out_h, out_w) = picture.size, size
+    if args.size and not keeps_aspect(picture.size, size):
+        _warn(f'{src}: --size {out_w}x{out_h} changes the aspect ratio ({w}x{h} is {w / h:.3g}:1, the output '
+              f'{out_w / out_h:.3g}:1); --keep-aspect fits the image inside {out_w}x{out_h} instead', seen)
+    return picture, size
 
 
 def run(args: argparse.Namespace) -> None:
-    """Upscale one image, or every image of a folder (failures are collected, then reported)."""
+    """Upscale one image (with a progress bar over its chunks), or every image of a folder (a bar over the images;
+    failures are collected, then reported)."""
+    start = time.perf_counter()
+    if args.keep_aspect and not args.size:
+        raise UserError('--keep-aspect fits the image inside --size WxH; it needs --size')
     device = resolve_device(args.device)
     jobs, is_folder = plan_jobs(args.input, args.output)
     seen: Set[str] = set()
     if not is_folder:
         src, dst = jobs[0]
-        picture, size = _read_checked(src, args)  # check the image and the size before the (slower) model load
+        picture, size = _read_checked(src, args, seen)  # check the image and the size before the (slower) model load
         model = load_model(args.model, args.config, device)
-        _upscale_and_write(model, picture, size, dst, _plan(args, model), device, seen)
-        sys.stdout.write(f'wrote {dst} ({size[1]}x{size[0]} from {picture.size[1]}x{picture.size[0]})\n')
+        progress = ChunkProgress(f'{size[1]}x{size[0]}')
+        try:
+            _upscale_and_write(model, picture, size, dst, _plan(args, model), device, seen, progress)
+        finally:
+            progress.close()
+        sys.stdout.write(f'wrote {dst} ({size[1]}x{size[0]} from {picture.size[1]}x{picture.size[0]}) in '
+                         f'{time.perf_counter() - start:.1f} s\n')
         return
     model = load_model(args.model, args.config, device)
     plan = _plan(args, model)
@@ -111,11 +131,12 @@ def run(args: argparse.Namespace) -> None:
     for src, dst in tqdm(jobs, desc='upscale', unit='img', file=sys.stderr, dynamic_ncols=True):
         try:
             check_destination(dst, args.output)
-            picture, size = _read_checked(src, args)
+            picture, size = _read_checked(src, args, seen)
             _upscale_and_write(model, picture, size, dst, plan, device, seen)
         except UserError as exc:
             failures.append(str(exc))
             _warn(f'skipped: {exc}', seen)
-    sys.stdout.write(f'wrote {len(jobs) - len(failures)} image(s) to {args.output}\n')
+    sys.stdout.write(f'wrote {len(jobs) - len(failures)} image(s) to {args.output} in '
+                     f'{time.perf_counter() - start:.1f} s\n')
     if failures:
         raise UserError(f'{len(failures)} of {len(jobs)} image(s) failed, the first: {failures[0]}')

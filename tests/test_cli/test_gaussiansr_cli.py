@@ -1,5 +1,7 @@
 """``gaussiansr upscale | profile | show | demo`` on CPU with a tiny network: outputs, formats and bad input."""
+import math
 import os
+import re
 import subprocess
 import sys
 from os import path as osp
@@ -15,6 +17,8 @@ from skimage import data as skdata
 from basicsr.utils.registry import ARCH_REGISTRY
 from gaussiansr_plugin.archs.gaussiansr_arch import GaussianSR
 from gaussiansr_plugin.inference import checkpoint
+from gaussiansr_plugin.inference.progress import ChunkProgress, count_chunks
+from gaussiansr_plugin.inference.upscaler import RenderPlan, render
 from shared_helpers import cli
 
 ENV = dict(os.environ, PYTHONUNBUFFERED='1', GAUSSIANSR_SPLAT='reference')
@@ -76,6 +80,45 @@ def test_upscale_rgb_png_matches_the_network(tmp_path, tiny_model, photo, capsys
         ref = net.upsample(lq, (48, 64)).clamp(0, 1)[0].permute(1, 2, 0).numpy()
     np.testing.assert_array_equal(out[..., ::-1], np.round(ref * 255).astype(np.uint8))
     assert [p for p in os.listdir(tmp_path) if p.endswith('.tmp')] == []
+
+
+
+@pytest.mark.parametrize('tile', [None, 16])
+def test_render_progress_counts_every_chunk(tiny_model, photo, tile):
+    _, net = tiny_model
+    lq = torch.from_numpy(photo.transpose(2, 0, 1).astype(np.float32) / 255)[None]
+    plan = RenderPlan(chunk_size=100, tile=tile, tile_overlap=4)
+    progress = ChunkProgress('test')
+    render(net, lq, (61, 83), plan, progress)
+    chunks, tiles = count_chunks(net, lq, (61, 83), 100, tile, 4)
+    assert progress.bar.n == progress.bar.total == chunks and tiles == (1 if tile is None else 4)
+    # tiles of 41x41, 41x42, 20x41 and 20x42 HR pixels: 17 + 18 + 9 + 9 chunks
+    assert chunks == (math.ceil(61 * 83 / 100) if tile is None else 53)
+    progress.close()
+
+
+def test_upscale_shows_progress_and_time(tmp_path, tiny_model, photo, capsys):
+    model, _ = tiny_model
+    src, dst = _write(tmp_path / 'in.png', photo), str(tmp_path / 'out.png')
+    assert cli('upscale', src, dst, '--scale', 2, '--model', model, '--chunk-size', 256) == 0
+    captured = capsys.readouterr()
+    assert re.fullmatch(r'wrote \S+ \(64x48 from 32x24\) in \d+\.\d s\n', captured.out), captured.out
+    assert '64x48' in captured.err and '/12 [' in captured.err and 'chunk' in captured.err
+
+
+def test_size_of_another_aspect_ratio_and_keep_aspect(tmp_path, tiny_model, photo, capsys):
+    model, _ = tiny_model
+    src, dst = _write(tmp_path / 'in.png', photo), tmp_path / 'out.png'
+    assert cli('upscale', src, dst, '--size', '40x40', '--model', model) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith('warning:')]
+    assert warnings == [f'warning: {src}: --size 40x40 changes the aspect ratio (32x24 is 1.33:1, the output 1:1); '
+                        '--keep-aspect fits the image inside 40x40 instead']
+    assert cli('upscale', src, dst, '--size', '40x40', '--keep-aspect', '--model', model) == 0
+    assert 'warning' not in capsys.readouterr().err and cv2.imread(str(dst)).shape == (30, 40, 3)
+    assert cli('upscale', src, dst, '--size', '43x32', '--model', model) == 0  # x1.33 within rounding
+    assert 'warning' not in capsys.readouterr().err
+    assert_one_error_line(cli('upscale', src, tmp_path / 'new.png', '--scale', 2, '--keep-aspect'),
+                          capsys.readouterr().err, tmp_path / 'new.png')
 
 
 def test_upscale_16bit_gray_rgba_jpeg(tmp_path, tiny_model, photo):
