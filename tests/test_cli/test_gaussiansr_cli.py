@@ -1,4 +1,5 @@
 """``gaussiansr upscale | profile | show | demo`` on CPU with a tiny network: outputs, formats and bad input."""
+import glob
 import math
 import os
 import re
@@ -352,7 +353,15 @@ def test_demo_end_to_end(tmp_path):
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert '| x3 |' in proc.stdout and '| x2.5 |' in proc.stdout, proc.stdout
-    assert 'iter:' in proc.stderr and 'End of training' in proc.stderr
+    assert proc.stdout.startswith('GaussianSR demo: training 4 iterations on cpu'), proc.stdout
+    assert 'Disable distributed' not in proc.stdout
+    # the console: a header and the bar; the options, the network and BasicSR's log lines: the log file only
+    assert 'training: 100%' in proc.stderr and '4/4' in proc.stderr
+    for text in ('network_g', 'Network: GaussianSR', 'End of training'):
+        assert text not in proc.stderr
+    log = open(glob.glob(str(tmp_path / 'experiments' / 'demo_*' / 'train_demo_*.log'))[0]).read()
+    for text in ('network_g', 'Network: GaussianSR', 'End of training'):
+        assert text in log
     experiments = list((tmp_path / 'experiments').glob('demo_*/models/net_g_latest.pth'))
     assert len(experiments) == 1
     for scale in ('x3', 'x2.5'):
