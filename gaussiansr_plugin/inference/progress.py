@@ -58,11 +58,15 @@ class ChunkProgress:
         else:
             self.bar.set_description(desc, refresh=False)
             self.bar.reset(total=chunks)
-        handle = net.decoder.register_forward_hook(lambda *args: self.bar.update(1))
+        handle = net.decoder.register_forward_hook(self._advance)
         try:
             yield
         finally:
             handle.remove()
+
+    def _advance(self, *args) -> None:
+        """The forward hook; returns None, which keeps the decoder's output (tqdm's ``update`` may return True)."""
+        self.bar.update(1)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from tqdm import tqdm
 from skimage import data as skdata
 
 from basicsr.utils.registry import ARCH_REGISTRY
@@ -85,12 +86,14 @@ def test_upscale_rgb_png_matches_the_network(tmp_path, tiny_model, photo, capsys
 
 
 @pytest.mark.parametrize('tile', [None, 16])
-def test_render_progress_counts_every_chunk(tiny_model, photo, tile):
+def test_render_progress_counts_every_chunk(tiny_model, photo, tile, monkeypatch):
     _, net = tiny_model
     lq = torch.from_numpy(photo.transpose(2, 0, 1).astype(np.float32) / 255)[None]
     plan = RenderPlan(chunk_size=100, tile=tile, tile_overlap=4)
+    update = tqdm.update
+    monkeypatch.setattr(tqdm, 'update', lambda self, n=1: update(self, n) or True)  # as when tqdm redraws
     progress = ChunkProgress('test')
-    render(net, lq, (61, 83), plan, progress)
+    torch.testing.assert_close(render(net, lq, (61, 83), plan, progress), render(net, lq, (61, 83), plan))
     chunks, tiles = count_chunks(net, lq, (61, 83), 100, tile, 4)
     assert progress.bar.n == progress.bar.total == chunks and tiles == (1 if tile is None else 4)
     # tiles of 41x41, 41x42, 20x41 and 20x42 HR pixels: 17 + 18 + 9 + 9 chunks
