@@ -40,8 +40,8 @@ def check_num_gpu(opt: Mapping) -> List[str]:
     return []
 
 
-def dataset_paths(opt: Mapping) -> List[Tuple[str, str, str]]:
-    """(dataset name, option key, path) of every folder or file the datasets read, in the order of the yml."""
+def dataset_paths(opt: Mapping) -> List[Tuple[str, str]]:
+    """(dataset name, path) of every folder or file the datasets read, in the order of the yml."""
     paths = []
     for phase, dataset in (opt.get('datasets') or {}).items():
         if not isinstance(dataset, Mapping):
@@ -49,7 +49,7 @@ def dataset_paths(opt: Mapping) -> List[Tuple[str, str, str]]:
         name = str(dataset.get('name', phase))
         for key, value in dataset.items():
             if (str(key).startswith('dataroot_') or key in PATH_KEYS) and isinstance(value, str):
-                paths.append((name, key, value))
+                paths.append((name, value))
     return paths
 
 
@@ -60,13 +60,13 @@ def _names(names: List[str]) -> str:
 def missing_data(opt: Mapping) -> List[str]:
     """One entry per missing path, with the datasets that need it, in the order of the yml."""
     missing: Dict[str, List[str]] = OrderedDict()
-    for name, _, path in dataset_paths(opt):
+    for name, path in dataset_paths(opt):
         if not osp.exists(path):
             missing.setdefault(path, []).append(name)
     if not missing:
         return []
     listed = '; '.join(f'{path} ({_names(users)})' for path, users in missing.items())
-    return [f'{len(missing)} data path(s) not found (relative to {osp.abspath(".")}): {listed}']
+    return [f'{len(missing)} data path(s) not found (working directory {osp.abspath(".")}): {listed}']
 
 
 def check_datasets(opt: Mapping) -> List[str]:

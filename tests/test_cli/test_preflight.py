@@ -63,7 +63,7 @@ def test_every_missing_folder_at_once_in_yml_order(tmp_path, monkeypatch):
                                  'dataroot_lq': lq, 'scale': 2}
     (tmp_path / 'c').mkdir()
     assert _message(_opt(tmp_path, datasets=datasets)) == (
-        f'3 data path(s) not found (relative to {tmp_path}): b (b_x2, b_x3); b_lr (b_x2); a (a_x2)')
+        f'3 data path(s) not found (working directory {tmp_path}): b (b_x2, b_x3); b_lr (b_x2); a (a_x2)')
 
 
 @pytest.mark.parametrize('val, expected', [
