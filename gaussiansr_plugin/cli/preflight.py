@@ -113,10 +113,15 @@ def check_val(opt: Mapping) -> List[str]:
 
 
 def check_logger(opt: Mapping) -> List[str]:
-    """A wandb project needs wandb installed and the tensorboard logger on (BasicSR asserts it)."""
-    logger = opt.get('logger') if isinstance(opt.get('logger'), Mapping) else {}
+    """Training reads a ``logger`` section; a wandb project needs wandb and the tensorboard logger (BasicSR asserts
+    it)."""
+    if not opt.get('is_train'):
+        return []
+    if not isinstance(opt.get('logger'), Mapping):
+        return ['training needs a logger section (print_freq, save_checkpoint_freq, use_tb_logger)']
+    logger = opt['logger']
     wandb = logger.get('wandb') if isinstance(logger.get('wandb'), Mapping) else {}
-    if not opt.get('is_train') or wandb.get('project') is None or 'debug' in str(opt.get('name')):
+    if wandb.get('project') is None or 'debug' in str(opt.get('name')):
         return []
     if importlib.util.find_spec('wandb') is None:
         return ['logger.wandb.project is set, but wandb is not installed: pip install wandb, or set project: ~']

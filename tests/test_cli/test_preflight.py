@@ -77,12 +77,14 @@ def test_val_section(tmp_path, val, expected):
     assert _message(_opt(tmp_path, val=val)).startswith(expected)
 
 
-def test_train_needs_train_data_val_freq_and_wandb(tmp_path, monkeypatch):
+def test_train_needs_train_data_val_freq_logger_and_wandb(tmp_path, monkeypatch):
     opt = _opt(tmp_path, is_train=True, logger={'use_tb_logger': False, 'wandb': {'project': 'p'}})
     monkeypatch.setattr(preflight.importlib.util, 'find_spec', lambda name: None)
     assert _message(opt) == ('training needs a datasets.train section; val.val_freq is missing (BasicSR reads it); '
                              'logger.wandb.project is set, but wandb is not installed: pip install wandb, or set '
                              'project: ~')
+    opt.pop('logger')
+    assert _message(opt).endswith('; training needs a logger section (print_freq, save_checkpoint_freq, use_tb_logger)')
 
 
 def _launch(command, yml, cwd):
