@@ -9,7 +9,7 @@ import contextlib
 import io
 import logging
 import sys
-from typing import Iterator
+from typing import Iterator, List
 
 from tqdm import tqdm
 
@@ -20,10 +20,11 @@ def _console_handlers(logger: logging.Logger) -> list:
 
 @contextlib.contextmanager
 def training_progress(total_iter: int) -> Iterator[None]:
-    """Inside: BasicSR's ``train_pipeline`` logs to its file only (warnings also to the console) and draws a bar."""
+    """Inside: BasicSR's ``train_pipeline`` logs to its file only (warnings also to the console) and draws a bar
+    once training starts (a mistake found while setting up is one error line, with no bar)."""
     import basicsr.train
     get_root_logger, message_logger = basicsr.train.get_root_logger, basicsr.train.MessageLogger
-    bar = tqdm(total=total_iter, desc='training', unit='iter', file=sys.stderr, dynamic_ncols=True)
+    bars: List[tqdm] = []
     quieted = []
 
     def quiet_root_logger(*args, **kwargs) -> logging.Logger:
@@ -35,12 +36,18 @@ def training_progress(total_iter: int) -> Iterator[None]:
         return logger
 
     class BarMessageLogger(message_logger):
-        """BasicSR's ``MessageLogger`` that also moves the bar to the reported iteration."""
+        """BasicSR's ``MessageLogger`` (made just before the first iteration) that also moves the bar to the
+        reported iteration."""
+
+        def __init__(self, opt: dict, start_iter: int = 1, tb_logger=None) -> None:
+            super().__init__(opt, start_iter, tb_logger)
+            bars.append(tqdm(total=total_iter, initial=start_iter - 1, desc='training', unit='iter', file=sys.stderr,
+                             dynamic_ncols=True))
 
         def __call__(self, log_vars: dict) -> None:
             losses = {k: f'{v:.4f}' for k, v in log_vars.items() if k.startswith('l_') and isinstance(v, float)}
-            bar.set_postfix(losses, refresh=False)
-            bar.update(log_vars['iter'] - bar.n)
+            bars[-1].set_postfix(losses, refresh=False)
+            bars[-1].update(log_vars['iter'] - bars[-1].n)
             super().__call__(log_vars)
 
     basicsr.train.get_root_logger, basicsr.train.MessageLogger = quiet_root_logger, BarMessageLogger
@@ -48,9 +55,11 @@ def training_progress(total_iter: int) -> Iterator[None]:
         # BasicSR's parse_options prints 'Disable distributed.' on stdout, which holds the demo's results
         with contextlib.redirect_stdout(io.StringIO()):
             yield
-        bar.update(bar.total - bar.n)
+        for bar in bars:
+            bar.update(bar.total - bar.n)
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
         basicsr.train.get_root_logger, basicsr.train.MessageLogger = get_root_logger, message_logger
         for handler, level in quieted:
             handler.setLevel(level)

@@ -346,6 +346,19 @@ def test_demo_options_copy_matches_the_packaged_template():
     assert train_opt['name'] in test_opt['path']['pretrain_network_g']
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason='needs a machine without CUDA')
+def test_demo_setup_mistake_is_one_line_without_a_bar(tmp_path, monkeypatch, capsys):
+    from gaussiansr_plugin.cli import demo_cmd
+    options = demo_cmd.demo_options
+    monkeypatch.setattr(demo_cmd, 'demo_options', lambda *args: dict(options(*args), num_gpu=1))
+    monkeypatch.chdir(tmp_path)
+    assert cli('demo', '--iters', 2) == 2
+    captured = capsys.readouterr()
+    assert captured.out.startswith('GaussianSR demo: training 2 iterations on cpu')
+    assert 'training:' not in captured.err and 'Traceback' not in captured.err
+    assert captured.err.splitlines()[-1].startswith('error: num_gpu: 1 asks for CUDA GPUs'), captured.err
+
+
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
     proc = subprocess.run([sys.executable, '-m', 'gaussiansr_plugin.cli.gaussiansr_cli', 'demo', '--iters', '4'],
