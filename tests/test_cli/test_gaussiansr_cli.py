@@ -13,8 +13,8 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from tqdm import tqdm
 from skimage import data as skdata
+from tqdm import tqdm
 
 from basicsr.utils.registry import ARCH_REGISTRY
 from gaussiansr_plugin.archs.gaussiansr_arch import GaussianSR
@@ -82,7 +82,6 @@ def test_upscale_rgb_png_matches_the_network(tmp_path, tiny_model, photo, capsys
         ref = net.upsample(lq, (48, 64)).clamp(0, 1)[0].permute(1, 2, 0).numpy()
     np.testing.assert_array_equal(out[..., ::-1], np.round(ref * 255).astype(np.uint8))
     assert [p for p in os.listdir(tmp_path) if p.endswith('.tmp')] == []
-
 
 
 @pytest.mark.parametrize('tile', [None, 16])
