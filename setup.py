@@ -4,8 +4,52 @@ import os
 from os import path as osp
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+try:
+    from setuptools.command.editable_wheel import editable_wheel
+except ImportError:  # setuptools < 64: pip's editable install runs `setup.py develop`, which installs no .pth
+    editable_wheel = None
 
 ROOT = osp.dirname(osp.abspath(__file__))
+# run at interpreter start-up: a lazy alias that lets a plain `import basicsr` work (see gaussiansr_basicsr_compat.py)
+COMPAT_PTH = ('gaussiansr_basicsr_compat.pth',
+              'import gaussiansr_basicsr_compat; gaussiansr_basicsr_compat.install()\n')
+
+
+def write_compat_pth(folder: str) -> str:
+    path = osp.join(folder, COMPAT_PTH[0])
+    with open(path, 'w') as f:
+        f.write(COMPAT_PTH[1])
+    return path
+
+
+class BuildPyWithPth(build_py):
+    """build_py that also puts the .pth at the top of the wheel (site-packages); editable installs: below."""
+
+    def _writes_pth(self) -> bool:
+        return not getattr(self, 'editable_mode', False)
+
+    def run(self) -> None:
+        super().run()
+        if self._writes_pth():
+            write_compat_pth(self.build_lib)
+
+    def get_outputs(self, include_bytecode: bool = True) -> list:
+        pth = [osp.join(self.build_lib, COMPAT_PTH[0])] if self._writes_pth() else []
+        return super().get_outputs(include_bytecode) + pth
+
+
+if editable_wheel is not None:
+
+    class EditableWheelWithPth(editable_wheel):
+        """An editable install (PEP 660) maps the packages to this checkout; the .pth must be in the wheel itself.
+        ``unpacked_wheel`` is the folder setuptools (>= 64) zips into the editable wheel."""
+
+        def _run_build_commands(self, dist_name, unpacked_wheel, build_lib, tmp_dir):
+            outputs = super()._run_build_commands(dist_name, unpacked_wheel, build_lib, tmp_dir)
+            write_compat_pth(str(unpacked_wheel))
+            return outputs
 
 
 def read_version() -> str:
@@ -39,6 +83,9 @@ def get_ext_modules() -> tuple:
 
 
 ext_modules, cmdclass = get_ext_modules()
+cmdclass['build_py'] = BuildPyWithPth
+if editable_wheel is not None:
+    cmdclass['editable_wheel'] = EditableWheelWithPth
 
 setup(
     name='gaussiansr_plugin',
@@ -49,6 +96,7 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.9',
     packages=find_packages(exclude=('options', 'tests', 'scripts', 'experiments', 'results', 'docs')),
+    py_modules=['gaussiansr_basicsr_compat'],
     package_data={'gaussiansr_plugin': ['ops/splat/csrc/*', 'weights/*', 'configs/*']},
     include_package_data=True,
     install_requires=read_requirements(),

@@ -1,6 +1,11 @@
 """Write the test ymls of options/ (one dataset entry per set and scale); run from the repo root.
 
     python scripts/make_test_options.py
+
+Protocol A takes the LR images from the given files where the benchmark packs have them (x2, x3, x4); every other
+scale, among them the non-integer scales of the GaussianSR paper's Table 2 (x1.5, x2.4, x3.6), makes the LR from the
+HR on the fly (BasicSR's Matlab-style imresize) and shaves ceil(scale) pixels (``crop_border: scale``), ceil(scale)
++ 6 on DIV2K. Dataset keys are zero-padded (``test_01``) because BasicSR's test_pipeline runs them in sorted order.
 """
 import os
 from typing import List, Optional
@@ -41,16 +46,23 @@ METRIC = """    {key}:
 """
 
 
-def dataset_entry(idx: int, name: str, gt: str, scale: float, lq: Optional[str]) -> str:
-    lines = [f'  test_{idx}:', f'    name: {name}', '    type: ArbitraryScaleTestDataset', f'    dataroot_gt: {gt}']
+def dataset_entry(key: str, name: str, gt: str, scale: float, lq: Optional[str]) -> str:
+    lines = [f'  {key}:', f'    name: {name}', '    type: ArbitraryScaleTestDataset', f'    dataroot_gt: {gt}']
     if lq:
         lines += [f'    dataroot_lq: {lq}', f"    filename_tmpl: '{{}}x{int(scale)}'"]
     lines += [f'    scale: {scale:g}', '    io_backend:', '      type: disk', '']
     return '\n'.join(lines)
 
 
-def write(path: str, title: str, name: str, entries: List[str], metrics: List[str]) -> None:
-    text = HEADER.format(title=title, path=path, name=name) + '\n'.join(entries) + NETWORK + ''.join(metrics)
+def dataset_keys(count: int) -> List[str]:
+    """``test_01`` ... (as wide as ``count`` needs), so that sorting the keys keeps the order of the entries."""
+    return [f'test_{i:0{len(str(count))}d}' for i in range(1, count + 1)]
+
+
+def write(path: str, title: str, name: str, entries: List[tuple], metrics: List[str]) -> None:
+    """Write a test yml; ``entries`` are ``dataset_entry`` arguments after the key."""
+    datasets = [dataset_entry(key, *entry) for key, entry in zip(dataset_keys(len(entries)), entries)]
+    text = HEADER.format(title=title, path=path, name=name) + '\n'.join(datasets) + NETWORK + ''.join(metrics)
     with open(path, 'w') as f:
         f.write(text)
 
@@ -59,24 +71,24 @@ def main() -> None:
     os.makedirs('options', exist_ok=True)
     div2k_scales = [2, 3, 4, 1.5, 2.4, 3.6, 6, 12, 18, 24, 30]
     entries = []
-    for i, s in enumerate(div2k_scales, 1):
+    for s in div2k_scales:
         lq = f'datasets/DIV2K/DIV2K_valid_LR_bicubic/X{s}' if s in (2, 3, 4) else None
-        entries.append(dataset_entry(i, f'DIV2K_val_x{s:g}', 'datasets/DIV2K/DIV2K_valid_HR', s, lq))
+        entries.append((f'DIV2K_val_x{s:g}', 'datasets/DIV2K/DIV2K_valid_HR', s, lq))
     write('options/test_gaussiansr_div2k.yml',
           'Protocol A (LIIF / GaussianSR papers): DIV2K val, RGB PSNR, shave scale+6 (ceil for non-integer scales).',
           'test_GaussianSR_EDSRb_DIV2K', entries,
           [METRIC.format(key='psnr', type='calculate_psnr', crop='scale+6', y='false')])
 
-    sets = ['Set5', 'Set14', 'B100', 'Urban100', 'Manga109']
+    sets = ['Set5', 'Set14', 'B100', 'Urban100', 'Manga109', 'General100']
     for protocol, use_files in (('a', True), ('b', False)):
-        entries, i = [], 1
+        entries = []
         for name in sets:
-            for s in (2, 3, 4, 6, 8, 12):
+            for s in (2, 3, 4, 1.5, 2.4, 3.6, 6, 8, 12):
                 lq = f'datasets/benchmark/{name}/LR_bicubic/X{s}' if use_files and s in (2, 3, 4) else None
-                entries.append(dataset_entry(i, f'{name}_x{s}', f'datasets/benchmark/{name}/HR', s, lq))
-                i += 1
+                entries.append((f'{name}_x{s:g}', f'datasets/benchmark/{name}/HR', s, lq))
         if protocol == 'a':
-            title = 'Protocol A (LIIF / GaussianSR): benchmarks, Y-channel PSNR, shave scale; LR from the given files.'
+            title = ('Protocol A (LIIF / GaussianSR): benchmarks, Y-channel PSNR, shave ceil(scale); LR from the given '
+                     'files at x2-x4.')
             metrics = [METRIC.format(key='psnr_y', type='calculate_psnr', crop='scale', y='true')]
         else:
             title = ('Protocol B (GSASR / CiaoSR): benchmarks, Y-channel PSNR and SSIM, crop scale; LR made from HR '

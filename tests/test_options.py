@@ -10,6 +10,7 @@ import yaml
 from basicsr.archs import build_network
 from basicsr.utils.options import ordered_yaml
 from basicsr.utils.registry import DATASET_REGISTRY, MODEL_REGISTRY
+from gaussiansr_plugin.models.schedules import resolve_crop_border
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPTIONS = sorted(glob.glob(os.path.join(ROOT, 'options', '*.yml')))
@@ -50,3 +51,21 @@ def test_test_ymls_are_generated(tmp_path):
     for path in glob.glob(str(tmp_path / 'options' / '*.yml')):
         with open(path) as f, open(os.path.join(ROOT, 'options', os.path.basename(path))) as g:
             assert f.read() == g.read(), os.path.basename(path)
+
+
+@pytest.mark.parametrize('protocol', ['a', 'b'])
+def test_benchmark_ymls_cover_the_paper_protocol(protocol):
+    """Every set (General100 too) at x2-x4, the non-integer scales of the paper's Table 2 and x6-x12; LR files only at
+    integer in-training scales of protocol A; BasicSR's sorted key order is the order of the yml."""
+    with open(os.path.join(ROOT, 'options', f'test_gaussiansr_benchmarks_protocol_{protocol}.yml')) as f:
+        opt = yaml.load(f, Loader=ordered_yaml()[0])
+    datasets = list(opt['datasets'].items())
+    assert [key for key, _ in datasets] == sorted(opt['datasets'])
+    names = [d['name'] for _, d in datasets]
+    for name in ('Set5', 'Set14', 'B100', 'Urban100', 'Manga109', 'General100'):
+        assert [n for n in names if n.startswith(name + '_')] == [
+            f'{name}_x{s}' for s in (2, 3, 4, 1.5, 2.4, 3.6, 6, 8, 12)]
+    for _, d in datasets:
+        assert ('dataroot_lq' in d) == (protocol == 'a' and d['scale'] in (2, 3, 4)), d['name']
+    assert opt['val']['metrics']['psnr_y']['crop_border'] == 'scale'
+    assert resolve_crop_border('scale', 2.4) == 3 and resolve_crop_border('scale', 3) == 3

@@ -29,6 +29,7 @@ from basicsr.utils.options import ordered_yaml
 from ..data import resumable_sampler
 from ..data.errors import one_line
 from ..safe_load import safe_torch_load
+from . import preflight
 from .errors import UserError
 
 # exception types that, raised while the run is being set up, mean a mistake in the options or files
@@ -143,7 +144,8 @@ def apply() -> None:
         resumable_sampler.wrap_create_train_val_dataloader(basicsr.train.create_train_val_dataloader),
         lambda *a, **k: 'datasets')
     for module in (basicsr.train, basicsr.test):
-        module.parse_options = as_user_errors(keep_dataset_scales(module.parse_options), lambda *a, **k: 'options')
+        module.parse_options = as_user_errors(
+            preflight.checked(keep_dataset_scales(module.parse_options)), lambda *a, **k: 'options')
         module.build_dataset = as_user_errors(module.build_dataset, _dataset_context)
         module.build_dataloader = as_user_errors(module.build_dataloader, _loader_context)
         module.build_model = as_user_errors(module.build_model, _model_context)

@@ -29,6 +29,7 @@ from ..inference.upscaler import RenderPlan, render, resolve_device, rgb_to_tens
 from ..models.schedules import TrainingDiverged
 from . import basicsr_cli
 from .arguments import one_line_errors, positive_int
+from .demo_console import training_progress
 from .errors import UserError
 
 TEMPLATE = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'demo_train.yml')
@@ -76,12 +77,16 @@ def demo_options(data_dir: str, device: torch.device, iters: Optional[int]) -> D
 def train(data_dir: str, device: torch.device, iters: Optional[int]) -> LoadedModel:
     """Run BasicSR's training on the demo options; returns the final model (``net_g_latest.pth``)."""
     opt = demo_options(data_dir, device, iters)
+    sys.stdout.write(f"GaussianSR demo: training {opt['train']['total_iter']} iterations on {device.type} with "
+                     f"BasicSR's train_pipeline; options, network and log in experiments/{opt['name']}/\n")
+    sys.stdout.flush()
     with tempfile.TemporaryDirectory(prefix='gaussiansr_demo_') as tmp:
         yml = osp.join(tmp, OPTION_FILE)
         with open(yml, 'w') as f:
             yaml.safe_dump(opt, f, sort_keys=False)
         try:
-            basicsr_cli.run('train', ['-opt', yml])
+            with training_progress(opt['train']['total_iter']):
+                basicsr_cli.run('train', ['-opt', yml])
         except TrainingDiverged as exc:
             raise UserError(str(exc)) from exc
     root = osp.join(os.getcwd(), 'experiments', opt['name'])

@@ -1,7 +1,8 @@
 """``gaussiansr upscale IN OUT (--scale S | --size WxH)``: super-resolve an image, or every image of a folder."""
 import argparse
 import sys
-from typing import List, Set, Tuple
+import time
+from typing import List, Optional, Set, Tuple
 
 import torch
 from tqdm import tqdm
@@ -11,7 +12,8 @@ from ..inference.checkpoint import LoadedModel, load_model
 from ..inference.image_header import ImageHeader, read_header
 from ..inference.image_io import read_image, write_image
 from ..inference.memory_plan import fit_to_memory
-from ..inference.upscaler import RenderPlan, resolve_device, target_size, upscale_picture
+from ..inference.progress import ChunkProgress
+from ..inference.upscaler import RenderPlan, keeps_aspect, resolve_device, target_size, upscale_picture
 from .arguments import add_model_arguments, image_size, non_negative_int, one_line_errors, positive_float, positive_int
 from .errors import UserError
 
@@ -29,6 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument('--scale', type=positive_float, help='scale factor, any positive number (2, 3.5, 12, ...)')
     target.add_argument('--size', type=image_size, metavar='WxH', help='exact output size, e.g. 1920x1080')
+    parser.add_argument(
+        '--keep-aspect',
+        action='store_true',
+        help="with --size: the largest output of the input's aspect ratio that fits inside WxH")
     add_model_arguments(parser)
     parser.add_argument(
         '--tile',
@@ -66,14 +72,15 @@ def _warn(message: str, seen: Set[str]) -> None:
 
 
 def _upscale_and_write(model: LoadedModel, src: str, header: ImageHeader, size: Tuple[int, int], dst: str,
-                       plan: RenderPlan, device: torch.device, seen: Set[str]) -> None:
+                       plan: RenderPlan, device: torch.device, seen: Set[str],
+                       progress: Optional[ChunkProgress] = None) -> None:
     """Fit the plan to the host memory before anything is decoded (``memory_plan``), then decode, upscale and
     write."""
     plan, note = fit_to_memory(model.net, header.size, size, plan, device.type)
     if note:
         _warn(f'{dst}: {note}', seen)
     picture = read_image(src, header)
-    for note in write_image(dst, upscale_picture(model.net, picture, size, plan, device)):
+    for note in write_image(dst, upscale_picture(model.net, picture, size, plan, device, progress)):
         _warn(f'{dst}: {note}', seen)
 
 
@@ -88,21 +95,29 @@ def _checked_size(name: str, lr_size: Tuple[int, int], args: argparse.Namespace)
     if pixels > args.max_pixels:
         raise UserError(f'{name} is {lr_size[1]}x{lr_size[0]} = {pixels:.3g} pixels, above --max-pixels '
                         f'{args.max_pixels:.3g}; downscale it first or raise --max-pixels')
-    return target_size(lr_size, args.scale, args.size, args.max_pixels)
+    return target_size(lr_size, args.scale, args.size, args.max_pixels, args.keep_aspect)
 
 
 def _checked_header(src: str, args: argparse.Namespace, seen: Set[str]) -> Tuple[ImageHeader, Tuple[int, int]]:
     """The header of an image and its output size, both checked against ``--max-pixels`` before anything is
-    decoded."""
+    decoded. An animated image and a ``--size`` of another aspect ratio are noted."""
     header = read_header(src)
     size = _checked_size(src, header.size, args)
     if header.animated:
         _warn(f'{src} is animated: only its first frame is upscaled', seen)
+    (h, w), (out_h, out_w) = header.size, size
+    if args.size and not keeps_aspect(header.size, size):
+        _warn(f'{src}: --size {out_w}x{out_h} changes the aspect ratio ({w}x{h} is {w / h:.3g}:1, the output '
+              f'{out_w / out_h:.3g}:1); --keep-aspect fits the image inside {out_w}x{out_h} instead', seen)
     return header, size
 
 
 def run(args: argparse.Namespace) -> None:
-    """Upscale one image, or every image of a folder (failures are collected, then reported)."""
+    """Upscale one image (with a progress bar over its chunks), or every image of a folder (a bar over the images;
+    failures are collected, then reported)."""
+    start = time.perf_counter()
+    if args.keep_aspect and not args.size:
+        raise UserError('--keep-aspect fits the image inside --size WxH; it needs --size')
     device = resolve_device(args.device)
     jobs, is_folder = plan_jobs(args.input, args.output)
     seen: Set[str] = set()
@@ -110,8 +125,13 @@ def run(args: argparse.Namespace) -> None:
         src, dst = jobs[0]
         header, size = _checked_header(src, args, seen)  # check the header and the size before the model loads
         model = load_model(args.model, args.config, device)
-        _upscale_and_write(model, src, header, size, dst, _plan(args, model), device, seen)
-        sys.stdout.write(f'wrote {dst} ({size[1]}x{size[0]} from {header.size[1]}x{header.size[0]})\n')
+        progress = ChunkProgress(f'{size[1]}x{size[0]}')
+        try:
+            _upscale_and_write(model, src, header, size, dst, _plan(args, model), device, seen, progress)
+        finally:
+            progress.close()
+        sys.stdout.write(f'wrote {dst} ({size[1]}x{size[0]} from {header.size[1]}x{header.size[0]}) in '
+                         f'{time.perf_counter() - start:.1f} s\n')
         return
     model = load_model(args.model, args.config, device)
     plan = _plan(args, model)
@@ -124,6 +144,7 @@ def run(args: argparse.Namespace) -> None:
         except UserError as exc:
             failures.append(str(exc))
             _warn(f'skipped: {exc}', seen)
-    sys.stdout.write(f'wrote {len(jobs) - len(failures)} image(s) to {args.output}\n')
+    sys.stdout.write(f'wrote {len(jobs) - len(failures)} image(s) to {args.output} in '
+                     f'{time.perf_counter() - start:.1f} s\n')
     if failures:
         raise UserError(f'{len(failures)} of {len(jobs)} image(s) failed, the first: {failures[0]}')

@@ -1,5 +1,6 @@
 """Whole-image upscaling: device choice, output size, and a CUDA out-of-memory fallback."""
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Optional, Tuple
 
@@ -13,6 +14,7 @@ from ..archs.gaussian_util import output_size
 from ..archs.gaussiansr_arch import GaussianSR
 from ..cli.errors import UserError
 from .image_io import Picture
+from .progress import ChunkProgress
 
 MIN_CHUNK = 4096  # smallest query chunk tried after out-of-memory errors, before tiling
 FIRST_TILE = 256  # LR tile side tried first when tiling is switched on after out-of-memory errors
@@ -36,10 +38,26 @@ def resolve_device(name: str) -> torch.device:
     raise UserError(f"unknown device '{name}': use auto, cpu, cuda or cuda:N")
 
 
+def keeps_aspect(lr_size: Tuple[int, int], size: Tuple[int, int]) -> bool:
+    """Whether one scale maps ``lr_size`` (h, w) to ``size`` (H, W) within the rounding to whole pixels."""
+    (h, w), (big_h, big_w) = lr_size, size
+    return max((big_h - 0.5) / h, (big_w - 0.5) / w) <= min((big_h + 0.5) / h, (big_w + 0.5) / w)
+
+
+def fit_inside(lr_size: Tuple[int, int], size: Tuple[int, int]) -> Tuple[int, int]:
+    """The largest (H, W) of ``lr_size``'s aspect ratio that fits inside ``size`` (H, W)."""
+    scale = min(size[0] / lr_size[0], size[1] / lr_size[1])
+    return tuple(min(limit, n) for limit, n in zip(size, output_size(lr_size, scale)))
+
+
 def target_size(lr_size: Tuple[int, int], scale: Optional[float], size: Optional[Tuple[int, int]],
-                max_pixels: float) -> Tuple[int, int]:
-    """The output (H, W): ``size`` if given, else ``round(h*s) x round(w*s)``; at most ``max_pixels`` pixels."""
-    out = tuple(size) if size else output_size(lr_size, scale)
+                max_pixels: float, keep_aspect: bool = False) -> Tuple[int, int]:
+    """The output (H, W): ``size`` if given (with ``keep_aspect``, the largest size of the input's aspect ratio
+    inside it), else ``round(h*s) x round(w*s)``; at most ``max_pixels`` pixels."""
+    if size:
+        out = fit_inside(lr_size, size) if keep_aspect else tuple(size)
+    else:
+        out = output_size(lr_size, scale)
     if out[0] * out[1] > max_pixels:
         raise UserError(f'output would be {out[1]}x{out[0]} = {out[0] * out[1]:.3g} pixels, above --max-pixels '
                         f'{max_pixels:.3g}; use a smaller scale or size, or raise --max-pixels')
@@ -72,7 +90,8 @@ def _finite(out: Tensor) -> Tensor:
     return out
 
 
-def render(net: GaussianSR, lq: Tensor, size: Tuple[int, int], plan: RenderPlan) -> Tensor:
+def render(net: GaussianSR, lq: Tensor, size: Tuple[int, int], plan: RenderPlan,
+           progress: Optional[ChunkProgress] = None) -> Tensor:
     """``net.upsample`` under no_grad; on CUDA out-of-memory, retry with ever smaller plans (logged as warnings).
 
     Args:
@@ -80,6 +99,7 @@ def render(net: GaussianSR, lq: Tensor, size: Tuple[int, int], plan: RenderPlan)
         lq (Tensor): LR images in [0, 1], [B, 3, h, w].
         size (tuple[int, int]): Output (H, W).
         plan (RenderPlan): The first plan tried.
+        progress (ChunkProgress, optional): A bar that follows the chunks (restarted by each retry).
 
     Returns:
         Tensor: [B, 3, H, W], clamped to [0, 1]; on the CPU when tiling, so that the device only ever holds one tile.
@@ -91,7 +111,8 @@ def render(net: GaussianSR, lq: Tensor, size: Tuple[int, int], plan: RenderPlan)
     while True:
         try:
             out = torch.empty(lq.shape[0], 3, *size) if plan.tile else None
-            with torch.no_grad():
+            tracked = progress.track(net, lq, size, plan.chunk_size, plan.tile, plan.tile_overlap) if progress else None
+            with torch.no_grad(), tracked or nullcontext():
                 return _finite(net.upsample(
                     lq, size, chunk_size=plan.chunk_size, tile=plan.tile, tile_overlap=plan.tile_overlap,
                     out=out)).clamp_(0, 1)
@@ -114,12 +135,13 @@ def rgb_to_tensor(rgb: np.ndarray, device: torch.device) -> Tensor:
 
 
 def upscale_picture(net: GaussianSR, picture: Picture, size: Tuple[int, int], plan: RenderPlan,
-                    device: torch.device) -> Picture:
+                    device: torch.device, progress: Optional[ChunkProgress] = None) -> Picture:
     """Super-resolve a picture to ``size`` (H, W); alpha is resized separately (bicubic, OpenCV).
 
-    Gray pictures go through the network as RGB and come back as the mean of the output channels.
+    Gray pictures go through the network as RGB and come back as the mean of the output channels. ``progress``
+    follows the rendering's chunks.
     """
-    out = render(net, rgb_to_tensor(picture.rgb, device), size, plan)
+    out = render(net, rgb_to_tensor(picture.rgb, device), size, plan, progress)
     rgb = out[0].permute(1, 2, 0).float().cpu().numpy()
     alpha = None
     if picture.alpha is not None:

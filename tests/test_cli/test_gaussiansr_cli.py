@@ -1,5 +1,8 @@
 """``gaussiansr upscale | profile | show | demo`` on CPU with a tiny network: outputs, formats and bad input."""
+import glob
+import math
 import os
+import re
 import subprocess
 import sys
 from os import path as osp
@@ -11,10 +14,13 @@ import torch
 import yaml
 from PIL import Image
 from skimage import data as skdata
+from tqdm import tqdm
 
 from basicsr.utils.registry import ARCH_REGISTRY
 from gaussiansr_plugin.archs.gaussiansr_arch import GaussianSR
 from gaussiansr_plugin.inference import checkpoint
+from gaussiansr_plugin.inference.progress import ChunkProgress, count_chunks
+from gaussiansr_plugin.inference.upscaler import RenderPlan, render
 from shared_helpers import cli
 
 ENV = dict(os.environ, PYTHONUNBUFFERED='1', GAUSSIANSR_SPLAT='reference')
@@ -76,6 +82,46 @@ def test_upscale_rgb_png_matches_the_network(tmp_path, tiny_model, photo, capsys
         ref = net.upsample(lq, (48, 64)).clamp(0, 1)[0].permute(1, 2, 0).numpy()
     np.testing.assert_array_equal(out[..., ::-1], np.round(ref * 255).astype(np.uint8))
     assert [p for p in os.listdir(tmp_path) if p.endswith('.tmp')] == []
+
+
+@pytest.mark.parametrize('tile', [None, 16])
+def test_render_progress_counts_every_chunk(tiny_model, photo, tile, monkeypatch):
+    _, net = tiny_model
+    lq = torch.from_numpy(photo.transpose(2, 0, 1).astype(np.float32) / 255)[None]
+    plan = RenderPlan(chunk_size=100, tile=tile, tile_overlap=4)
+    update = tqdm.update
+    monkeypatch.setattr(tqdm, 'update', lambda self, n=1: update(self, n) or True)  # as when tqdm redraws
+    progress = ChunkProgress('test')
+    torch.testing.assert_close(render(net, lq, (61, 83), plan, progress), render(net, lq, (61, 83), plan))
+    chunks, tiles = count_chunks(net, lq, (61, 83), 100, tile, 4)
+    assert progress.bar.n == progress.bar.total == chunks and tiles == (1 if tile is None else 4)
+    # tiles of 41x41, 41x42, 20x41 and 20x42 HR pixels: 17 + 18 + 9 + 9 chunks
+    assert chunks == (math.ceil(61 * 83 / 100) if tile is None else 53)
+    progress.close()
+
+
+def test_upscale_shows_progress_and_time(tmp_path, tiny_model, photo, capsys):
+    model, _ = tiny_model
+    src, dst = _write(tmp_path / 'in.png', photo), str(tmp_path / 'out.png')
+    assert cli('upscale', src, dst, '--scale', 2, '--model', model, '--chunk-size', 256) == 0
+    captured = capsys.readouterr()
+    assert re.fullmatch(r'wrote \S+ \(64x48 from 32x24\) in \d+\.\d s\n', captured.out), captured.out
+    assert '64x48' in captured.err and '/12 [' in captured.err and 'chunk' in captured.err
+
+
+def test_size_of_another_aspect_ratio_and_keep_aspect(tmp_path, tiny_model, photo, capsys):
+    model, _ = tiny_model
+    src, dst = _write(tmp_path / 'in.png', photo), tmp_path / 'out.png'
+    assert cli('upscale', src, dst, '--size', '40x40', '--model', model) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith('warning:')]
+    assert warnings == [f'warning: {src}: --size 40x40 changes the aspect ratio (32x24 is 1.33:1, the output 1:1); '
+                        '--keep-aspect fits the image inside 40x40 instead']
+    assert cli('upscale', src, dst, '--size', '40x40', '--keep-aspect', '--model', model) == 0
+    assert 'warning' not in capsys.readouterr().err and cv2.imread(str(dst)).shape == (30, 40, 3)
+    assert cli('upscale', src, dst, '--size', '43x32', '--model', model) == 0  # x1.33 within rounding
+    assert 'warning' not in capsys.readouterr().err
+    assert_one_error_line(cli('upscale', src, tmp_path / 'new.png', '--scale', 2, '--keep-aspect'),
+                          capsys.readouterr().err, tmp_path / 'new.png')
 
 
 def test_upscale_16bit_gray_rgba_jpeg(tmp_path, tiny_model, photo):
@@ -299,6 +345,19 @@ def test_demo_options_copy_matches_the_packaged_template():
     assert train_opt['name'] in test_opt['path']['pretrain_network_g']
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason='needs a machine without CUDA')
+def test_demo_setup_mistake_is_one_line_without_a_bar(tmp_path, monkeypatch, capsys):
+    from gaussiansr_plugin.cli import demo_cmd
+    options = demo_cmd.demo_options
+    monkeypatch.setattr(demo_cmd, 'demo_options', lambda *args: dict(options(*args), num_gpu=1))
+    monkeypatch.chdir(tmp_path)
+    assert cli('demo', '--iters', 2) == 2
+    captured = capsys.readouterr()
+    assert captured.out.startswith('GaussianSR demo: training 2 iterations on cpu')
+    assert 'training:' not in captured.err and 'Traceback' not in captured.err
+    assert captured.err.splitlines()[-1].startswith('error: num_gpu: 1 asks for CUDA GPUs'), captured.err
+
+
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
     proc = subprocess.run([sys.executable, '-m', 'gaussiansr_plugin.cli.gaussiansr_cli', 'demo', '--iters', '4'],
@@ -309,7 +368,15 @@ def test_demo_end_to_end(tmp_path):
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert '| x3 |' in proc.stdout and '| x2.5 |' in proc.stdout, proc.stdout
-    assert 'iter:' in proc.stderr and 'End of training' in proc.stderr
+    assert proc.stdout.startswith('GaussianSR demo: training 4 iterations on cpu'), proc.stdout
+    assert 'Disable distributed' not in proc.stdout
+    # the console: a header and the bar; the options, the network and BasicSR's log lines: the log file only
+    assert 'training: 100%' in proc.stderr and '4/4' in proc.stderr
+    for text in ('network_g', 'Network: GaussianSR', 'End of training'):
+        assert text not in proc.stderr
+    log = open(glob.glob(str(tmp_path / 'experiments' / 'demo_*' / 'train_demo_*.log'))[0]).read()
+    for text in ('network_g', 'Network: GaussianSR', 'End of training'):
+        assert text in log
     experiments = list((tmp_path / 'experiments').glob('demo_*/models/net_g_latest.pth'))
     assert len(experiments) == 1
     for scale in ('x3', 'x2.5'):

@@ -191,6 +191,19 @@ def test_auto_fallback_warns_once(monkeypatch):
     assert len(messages) == 1 and 'nvcc missing' in messages[0] and 'reference' in messages[0]
 
 
+def test_cpu_inputs_neither_load_the_extension_nor_warn(monkeypatch):
+    """On the CPU there is no CUDA build to fall back from: the reference runs, silently (README, Install)."""
+
+    def unexpected():
+        raise AssertionError('called for CPU inputs')
+
+    monkeypatch.delenv('GAUSSIANSR_SPLAT', raising=False)
+    monkeypatch.setattr(splat_pkg, 'load_ext', unexpected)
+    monkeypatch.setattr(splat_pkg, '_warn_fallback', unexpected)
+    inputs = make_inputs(1, 2, 4, 4, dtype=torch.float32)
+    torch.testing.assert_close(splat(*inputs), splat(*inputs, backend='reference'))
+
+
 def test_import_builds_nothing():
     code = ('import torch.utils.cpp_extension as ce\n'
             'def refuse(*args, **kwargs):\n'
