@@ -349,7 +349,7 @@ class Race:
             'params': sum(p.numel() for p in self.racer.net.parameters()),
             'meta': {'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
                      'torch': torch.__version__, 'device': device or self.device.type,
-                     'command': shlex.join([sys.executable, *sys.argv])},
+                     'command': shlex.join(['python', *sys.argv])},
         }
 
     def write_json(self, eval_at: List[int], finished: bool) -> None:
