@@ -21,3 +21,10 @@ def model_opt(net_opt: dict, tmp_path, name: str = 'unit', **train) -> dict:
         'train': {'optim_g': {'type': 'Adam', 'lr': 1e-3}, 'scheduler': {'type': 'MultiStepLR', 'milestones': [10],
                   'gamma': 0.5}, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0}, **train},
     }
+
+
+def without_progress(err: str) -> str:
+    """stderr as a terminal shows it once the progress bars are done: each line's text after its last carriage
+    return, lines left blank by a cleared bar dropped."""
+    lines = (line.rsplit('\r', 1)[-1] for line in err.split('\n'))
+    return '\n'.join(line for line in lines if line.strip()) + ('\n' if err.strip() else '')

@@ -20,6 +20,7 @@ def test_large_estimate_tiles_automatically_with_the_same_result(tmp_path, tiny_
     cv2.imwrite(src, np.random.default_rng(0).integers(0, 255, (161, 127, 3), dtype=np.uint8))
     smallest_untiled = estimate_bytes(net, (161, 127), (322, 254), memory_plan.MIN_CHUNK)
     assert cli('upscale', src, tmp_path / 'full.png', '--scale', 2, '--model', path, '--device', 'cpu') == 0
+    capsys.readouterr()  # the first run's progress bar
     monkeypatch.setattr(memory_plan, 'available_memory', lambda: int(smallest_untiled * 0.9))  # fits only in tiles
     assert cli('upscale', src, tmp_path / 'tiled.png', '--scale', 2, '--model', path, '--device', 'cpu') == 0
     err = capsys.readouterr().err
