@@ -69,13 +69,13 @@ def format_report(title: str, params: Dict[str, int], costs: List[ScaleCost], re
     lines = [f'## {title}', '', '| part | parameters |', '|:--|--:|']
     lines += [f'| {part} | {_millions(n)} |' for part, n in params.items()]
     lines += [
-        '', '| scale | output (WxH) | GFLOPs | encoder | head + bank | decoder | latency (ms) | peak memory (MB) |',
+        '', '| scale | output (WxH) | GFLOPs | encoder | Gaussians | decoder | latency (ms) | peak memory (MB) |',
         '|--:|--:|--:|--:|--:|--:|--:|--:|'
     ]
     notes: List[str] = []
     uncounted = sorted({op for c in costs for op in c.flops.uncounted_ops})
     for c in costs:
-        flops = [_giga(c.flops.total)] + [_giga(c.flops.by_part.get(p)) for p in ('encoder', 'head + bank', 'decoder')]
+        flops = [_giga(c.flops.total)] + [_giga(c.flops.by_part.get(p)) for p in ('encoder', 'Gaussians', 'decoder')]
         if c.flops.error:
             notes.append(f'FLOPs at x{c.scale:g}: mmengine could not trace the model ({c.flops.error}).')
         peak = 'n/a' if c.peak_mb is None else f'{c.peak_mb:.1f}'

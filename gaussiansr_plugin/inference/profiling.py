@@ -30,14 +30,15 @@ class UpsampleAt(nn.Module):
 
 
 def parameter_counts(net: GaussianSR) -> Dict[str, int]:
-    """Parameters of ``encoder``, ``head + bank`` (the Gaussian selection), ``decoder`` and in ``total``."""
+    """Parameters of ``encoder``, ``Gaussians`` (the selection head, the bank and the Gabor amplitudes), ``decoder``
+    and in ``total``."""
 
     def count(*modules: Optional[nn.Module]) -> int:
         return sum(p.numel() for m in modules if m is not None for p in m.parameters())
 
     return {
         'encoder': count(net.encoder),
-        'head + bank': count(getattr(net, 'head', None), getattr(net, 'bank', None)),
+        'Gaussians': count(getattr(net, 'head', None), getattr(net, 'bank', None), net.gabor),
         'decoder': count(net.decoder),
         'total': count(net),
     }
@@ -67,7 +68,7 @@ def count_flops(net: GaussianSR, lq: Tensor, size: Tuple[int, int]) -> Flops:
             ops = analyzer.unsupported_ops()
     except Exception as exc:  # a trace can fail on any op; report it in the table instead
         return Flops(error=f'{type(exc).__name__}: {first_line(exc)}')
-    parts = {'encoder': ['net.encoder'], 'head + bank': ['net.head', 'net.bank'], 'decoder': ['net.decoder']}
+    parts = {'encoder': ['net.encoder'], 'Gaussians': ['net.head', 'net.bank', 'net.gabor'], 'decoder': ['net.decoder']}
     by_part = {name: float(sum(by_module.get(m, 0) for m in modules)) for name, modules in parts.items()}
     return Flops(total=float(by_module['']), by_part=by_part, uncounted_ops=sorted(ops))
 

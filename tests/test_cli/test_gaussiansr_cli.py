@@ -307,7 +307,7 @@ def test_profile_prints_a_table(tiny_model, monkeypatch, capsys):
     model, _ = tiny_model
     assert cli('profile', '--model', model, '--scales', 2, 3.5, '--lr-size', 16, '--repeats', 1) == 0
     out = capsys.readouterr().out
-    for text in ('| encoder |', '| head + bank |', '| decoder |', '| total | 15,011', '| x2 | 32x32 |',
+    for text in ('| encoder |', '| Gaussians |', '| decoder |', '| total | 15,011', '| x2 | 32x32 |',
                  '| x3.5 | 56x56 |', 'GFLOPs', 'latency (ms)', 'mmengine'):
         assert text in out, text
     import mmengine.analysis
