@@ -3,6 +3,7 @@ sigma, rho and opacity moved from their initial grid (and, with ``kernel_refine`
 
     python scripts/bank_stats.py --weights race_default.pth --set gabor_bands=16 --photos datasets/demo_wallpapers/val
     python scripts/bank_stats.py ... --json bank_default.json
+    python scripts/bank_stats.py --plot docs/figures/bank_usage.png bank_default.json bank_gabor16r.json
 
 The photos are reduced by ``--scale`` (antialiased bicubic, as the race makes its LR) and every LR pixel's argmax
 kernel is counted. Weights: a ``state_dict`` (``race.py --save-weights``) or a BasicSR checkpoint
@@ -65,6 +66,25 @@ def bank_stats(net, photos: List[torch.Tensor], scale: float) -> Dict[str, objec
     return stats
 
 
+def plot_usage(paths: List[str], out: str) -> None:
+    """Bar chart of each model's kernel shares, most used first, from ``--json`` files."""
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(7, 3.2))
+    ax = fig.add_subplot()
+    for path in paths:
+        with open(path) as f:
+            stats = json.load(f)
+        usage = np.sort(np.asarray(stats['usage'], dtype=float))[::-1]
+        name = os.path.splitext(os.path.basename(path))[0]
+        ax.step(np.arange(1, len(usage) + 1), 100 * usage / usage.sum(), where='mid',
+                label=f"{name} ({stats['kernels_used']} kernels used)")
+    ax.axhline(30, color='0.6', linestyle=':', label='30 % of the pixels')
+    ax.set(xscale='log', xlabel='kernel rank', ylabel='share of LR pixels (%)')
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=150)
+
+
 def load_photos(folder: str, device: torch.device) -> List[torch.Tensor]:
     paths = sorted(glob.glob(os.path.join(folder, '*.png')))
     if not paths:
@@ -75,7 +95,8 @@ def load_photos(folder: str, device: torch.device) -> List[torch.Tensor]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--weights', required=True)
+    parser.add_argument('--weights')
+    parser.add_argument('--plot', nargs='+', metavar=('PNG', 'JSON'), help='draw the usage of --json files and exit')
     parser.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
                         help='GaussianSR constructor option the weights were trained with')
     parser.add_argument('--photos', default='datasets/demo_wallpapers/val')
@@ -83,6 +104,13 @@ def main() -> None:
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--json', help='also write the statistics here')
     args = parser.parse_args()
+    if args.plot:
+        if len(args.plot) < 2:
+            raise SystemExit('error: --plot takes the PNG, then one or more JSON files of --json')
+        plot_usage(args.plot[1:], args.plot[0])
+        return
+    if not args.weights:
+        raise SystemExit('error: --weights is required (or --plot)')
     overrides = {}
     for pair in args.overrides:
         key, _, value = pair.partition('=')

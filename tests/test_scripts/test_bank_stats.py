@@ -32,3 +32,13 @@ def test_bank_stats_counts_every_pixel_and_measures_movement(tmp_path):
     assert 0 < stats['max_share'] <= 1 and stats['kernels_used'] >= 1
     assert stats['moved_max']['sigma_y'] > 0.05 and stats['moved_max']['rho'] == 0
     assert set(stats['refinement_mean_abs']) == {'sigma_y', 'sigma_x', 'rho', 'opacity'}
+
+
+def test_bank_stats_plots_the_usage_of_json_files(tmp_path):
+    stats = tmp_path / 'bank_a.json'
+    stats.write_text(json.dumps({'usage': [5, 0, 20, 1], 'kernels_used': 3}))
+    subprocess.run([sys.executable, SCRIPT, '--plot', str(tmp_path / 'usage.png'), str(stats)], check=True,
+                   capture_output=True, timeout=120)
+    assert cv2.imread(str(tmp_path / 'usage.png')) is not None
+    proc = subprocess.run([sys.executable, SCRIPT, '--plot', str(tmp_path / 'x.png')], capture_output=True, text=True)
+    assert proc.returncode != 0 and proc.stderr.strip().startswith('error: --plot takes')
