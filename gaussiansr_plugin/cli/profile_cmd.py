@@ -78,12 +78,12 @@ def format_report(title: str, params: Dict[str, int], costs: List[ScaleCost], re
         flops = [_giga(c.flops.total)] + [_giga(c.flops.by_part.get(p)) for p in ('encoder', 'head + bank', 'decoder')]
         if c.flops.error:
             notes.append(f'FLOPs at x{c.scale:g}: mmengine could not trace the model ({c.flops.error}).')
-        peak = 'n/a' if c.peak_mb is None else f'{c.peak_mb:.1f}'
-        lines.append(f'| x{c.scale:g} | {c.size[1]}x{c.size[0]} | {" | ".join(flops)} | {c.latency_ms:.1f} | {peak} |')
+        lines.append(f'| x{c.scale:g} | {c.size[1]}x{c.size[0]} | {" | ".join(flops)} | {c.latency_ms:.1f} '
+                     f'| {c.peak_mb:.1f} |')
     where = (f'{torch.cuda.get_device_name(device)} (CUDA events)'
              if device.type == 'cuda' else f'CPU, {torch.get_num_threads()} threads (perf_counter)')
     memory = ('torch.cuda.max_memory_allocated above the memory in use before the call' if device.type == 'cuda' else
-              'peak resident set size above the size before the call (Linux; n/a elsewhere)')
+              'peak of the tensors the torch profiler saw allocated during the call')
     notes += [
         'FLOPs: mmengine.analysis (FlopAnalyzer); a multiply-add counts as one FLOP.' +
         (f' Not counted (element-wise and sampling ops): {", ".join(uncounted)}.' if uncounted else ''),

@@ -6,8 +6,7 @@ memory the OS reports as available before anything runs. The estimate is derived
 
 - per LR pixel, while the encoder and the kernel choice run: ``ENCODER_MAPS`` feature maps of the encoder's width
   (input, output and residual of a block, the convolutions' buffers), the selection head's maps and the bicubic
-  stream (2.4 KB for the paper configuration; peak RSS on a CPU grew by 2.6 KB per LR pixel at x2, output
-  included);
+  stream (2.4 KB for the paper configuration);
 - per query of a chunk: the decoder's activations (``GaussianSR.query_bytes``) and the splat reference's window
   of (2r+1)^2 Gaussians with their feature slice and indices;
 - per output pixel, held whole whatever the tiling: ``OUTPUT_VALUES`` float32 values (the rendered tensor, the
