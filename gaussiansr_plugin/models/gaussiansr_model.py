@@ -104,32 +104,32 @@ class GaussianSRModel(SRModel):
         with self._autocast():
             self.output = self.net_g(self.lq, self.coord, self.cell)
         l_pix = self.cri_pix(self.output.float(), self.gt_q)
-        loss_dict = OrderedDict(l_pix=l_pix)
-        if not self._finite_on_all_ranks(l_pix):
-            self._skip_step(current_iter, 'loss')
-            return
-        l_pix.backward()
-        if train_opt.get('grad_clip'):
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), float(train_opt['grad_clip']))
-        else:
-            grad_norm = torch.linalg.vector_norm(
-                torch.stack([p.grad.norm() for p in self.net_g.parameters() if p.grad is not None]))
-        if not torch.isfinite(grad_norm):  # DDP averaged the gradients: the same answer on every rank
-            self._skip_step(current_iter, 'gradient')
+        l_pix.backward()  # a non-finite loss gives non-finite gradients, which the skipped step drops
+        loss_ok, grads_ok = self._finite_on_all_ranks(l_pix, self._gradients_finite(train_opt.get('grad_clip')))
+        if not (loss_ok and grads_ok):
+            self._skip_step(current_iter, 'gradient' if loss_ok else 'loss')
             return
         self._nan_steps = 0
         self._last_finite_iter = current_iter
         self.optimizer_g.step()
-        self.log_dict = self.reduce_loss_dict(loss_dict)
+        self.log_dict = self.reduce_loss_dict(OrderedDict(l_pix=l_pix))
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
 
-    def _finite_on_all_ranks(self, loss: torch.Tensor) -> bool:
-        """Whether ``loss`` is finite on every rank (one all-reduce under DDP, so all ranks skip a step together)."""
-        finite = torch.isfinite(loss.detach()).all().float().reshape(1)
+    def _gradients_finite(self, grad_clip) -> torch.Tensor:
+        """Whether every gradient is finite, as a device tensor: from the clipped norm when ``grad_clip`` is set (the
+        norm is computed only then), else elementwise. DDP averaged the gradients: the same answer on every rank."""
+        if grad_clip:
+            return torch.isfinite(torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), float(grad_clip)))
+        return torch.stack([torch.isfinite(p.grad).all() for p in self.net_g.parameters() if p.grad is not None]).all()
+
+    def _finite_on_all_ranks(self, loss: torch.Tensor, grads_finite: torch.Tensor) -> List[bool]:
+        """[loss finite, gradients finite] on every rank: the step's one host sync (and, under DDP, one all-reduce),
+        so that all ranks skip a step together."""
+        flags = torch.stack([torch.isfinite(loss.detach()).all(), grads_finite]).float()
         if self.opt['dist']:
-            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-        return bool(finite.item())
+            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MIN)
+        return [bool(f) for f in flags.tolist()]
 
     def _skip_step(self, current_iter: int, what: str) -> None:
         """Drop a step with a non-finite loss or gradient; stop after ``max_nan_steps`` in a row.
@@ -191,11 +191,12 @@ class GaussianSRModel(SRModel):
         for metric_opt in resolved.values():
             if 'crop_border' in metric_opt:
                 metric_opt['crop_border'] = resolve_crop_border(metric_opt['crop_border'], scale)
-        self.opt['val']['metrics'] = resolved
+        run_opt = self.opt  # SRModel reads the metrics from self.opt: it sees a copy, the run's options stay intact
+        self.opt = {**run_opt, 'val': {**run_opt['val'], 'metrics': resolved}}
         try:
             super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
         finally:
-            self.opt['val']['metrics'] = metrics
+            self.opt = run_opt
 
     def load_network(self, net, load_path, strict=True, param_key='params'):
         """BasicSR's ``load_network`` (``param_key`` falls back to ``params``, DDP's ``module.`` is stripped), but
