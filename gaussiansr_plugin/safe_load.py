@@ -14,15 +14,7 @@ from typing import Any, Iterable, Mapping, Tuple, Union
 
 import torch
 
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unsafe to unpickle, or not a PyTorch file; the message is one line."""
-
-
-def first_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception's message (its type name if there is none)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+from .errors import CheckpointError, first_line
 
 
 def safe_torch_load(path: str,

@@ -2,9 +2,14 @@
 import argparse
 import math
 import re
-from typing import Tuple
+import sys
+from typing import NoReturn, Tuple
 
-from .errors import fail
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``error: message`` on stderr and exit with ``code``."""
+    sys.stderr.write(f'error: {message}\n')
+    sys.exit(code)
 
 
 def one_line_errors(parser: argparse.ArgumentParser) -> None:

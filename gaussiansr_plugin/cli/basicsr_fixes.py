@@ -27,10 +27,9 @@ import yaml
 from basicsr.utils import scandir
 from basicsr.utils.options import ordered_yaml
 from ..data import resumable_sampler
-from ..data.errors import one_line
 from ..safe_load import safe_torch_load
 from . import preflight
-from .errors import UserError
+from ..errors import UserError, first_line
 
 # exception types that, raised while the run is being set up, mean a mistake in the options or files
 SETUP_ERRORS = (ValueError, KeyError, TypeError, OSError, NotImplementedError)
@@ -42,7 +41,7 @@ def describe(exc: BaseException) -> str:
         return f'missing option {exc.args[0]!r}'
     if isinstance(exc, KeyError) and len(exc.args) == 1:
         return str(exc.args[0])
-    return one_line(exc)
+    return first_line(exc)
 
 
 def as_user_errors(fn: Callable, context: Callable[..., str]) -> Callable:

@@ -26,11 +26,10 @@ from ..data.resize import imresize_to, quantize_uint8
 from ..inference.checkpoint import LoadedModel, load_model
 from ..inference.image_io import Picture, read_image, write_image
 from ..inference.upscaler import RenderPlan, render, resolve_device, rgb_to_tensor
-from ..models.schedules import TrainingDiverged
 from . import basicsr_cli
 from .arguments import one_line_errors, positive_int
 from .demo_console import training_progress
-from .errors import UserError
+from ..errors import TrainingDiverged, UserError
 
 TEMPLATE = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'demo_train.yml')
 OPTION_FILE = 'demo_train.yml'

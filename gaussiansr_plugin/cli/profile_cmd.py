@@ -10,7 +10,7 @@ from ..inference.checkpoint import build_network, load_model, read_network_optio
 from ..inference.profiling import ScaleCost, parameter_counts, profile_scale
 from ..inference.upscaler import resolve_device
 from .arguments import add_model_arguments, one_line_errors, positive_float, positive_int
-from .errors import UserError
+from ..errors import UserError
 
 ENCODERS = ('edsr-baseline', 'edsr', 'rdn', 'swinir')
 

@@ -14,7 +14,7 @@ from ..inference.checkpoint import load_model
 from ..inference.image_io import read_image, write_bytes_atomic
 from ..inference.upscaler import RenderPlan, render, resolve_device, rgb_to_tensor, target_size
 from .arguments import add_model_arguments, non_negative_int, one_line_errors, positive_float
-from .errors import UserError
+from ..errors import UserError
 
 MAX_PIXELS = 50_000_000  # per compared output image
 

@@ -15,7 +15,7 @@ from ..inference.memory_plan import fit_to_memory
 from ..inference.progress import ChunkProgress
 from ..inference.upscaler import RenderPlan, keeps_aspect, resolve_device, target_size, upscale_picture
 from .arguments import add_model_arguments, image_size, non_negative_int, one_line_errors, positive_float, positive_int
-from .errors import UserError
+from ..errors import UserError
 
 DEFAULT_MAX_PIXELS = 200_000_000
 

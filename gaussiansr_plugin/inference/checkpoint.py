@@ -25,10 +25,10 @@ import yaml
 from torch import Tensor
 
 from ..archs.gaussiansr_arch import GaussianSR
-from ..cli.errors import UserError
+from ..errors import CheckpointError, UserError, first_line
 from ..option_checks import keyword_names
-from ..safe_load import (PARAM_KEYS, CheckpointError, describe_state_mismatch, first_line, non_finite_entries,
-                         safe_torch_load, select_weights, strip_ddp_prefix)
+from ..safe_load import (PARAM_KEYS, describe_state_mismatch, non_finite_entries, safe_torch_load, select_weights,
+                         strip_ddp_prefix)
 
 DEFAULT_MODEL = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'weights', 'gaussiansr_edsrb_demo.pth')
 _TRAINING_STATE_KEYS = {'optimizers', 'schedulers', 'iter'}

@@ -18,7 +18,7 @@ from typing import Optional, Tuple
 
 from torch import nn
 
-from ..cli.errors import UserError
+from ..errors import UserError
 from ..ops.splat.reference import DEFAULT_CHUNK as SPLAT_CHUNK
 from .upscaler import MIN_CHUNK, MIN_TILE, RenderPlan
 

@@ -10,7 +10,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from ..archs.gaussian_util import output_size
 from ..archs.gaussiansr_arch import GaussianSR
-from ..safe_load import first_line
+from ..errors import first_line
 from .upscaler import RenderPlan, render
 
 class UpsampleAt(nn.Module):

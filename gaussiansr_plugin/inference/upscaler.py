@@ -12,7 +12,7 @@ from torch import Tensor
 from basicsr.utils import get_root_logger
 from ..archs.gaussian_util import output_size
 from ..archs.gaussiansr_arch import GaussianSR
-from ..cli.errors import UserError
+from ..errors import UserError
 from .image_io import Picture
 from .progress import ChunkProgress
 

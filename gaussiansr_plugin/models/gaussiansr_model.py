@@ -15,11 +15,12 @@ from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from ..archs.gaussian_util import output_size
 from ..option_checks import is_int_at_least
-from ..safe_load import (CheckpointError, checkpoint_network_options, describe_state_mismatch, non_finite_entries,
-                         safe_torch_load, strip_ddp_prefix)
+from ..errors import CheckpointError, TrainingDiverged
+from ..safe_load import (checkpoint_network_options, describe_state_mismatch, non_finite_entries, safe_torch_load,
+                         strip_ddp_prefix)
 from .checkpoint_io import atomic_torch_save, checkpoint_before, get_rng_state, set_rng_state
 from .option_sections import check_sections
-from .schedules import TrainingDiverged, resolve_crop_border, tau_at
+from .schedules import resolve_crop_border, tau_at
 
 
 def bank_lr_groups(net: torch.nn.Module, lr: float, mult: float) -> List[dict]:

@@ -54,7 +54,7 @@ def test_bad_bank_lr_mult(tiny_net_opt, tmp_path, bad, net):
 
 
 def test_checkpoints_record_and_check_output_options(tiny_net_opt, tmp_path):
-    from gaussiansr_plugin.safe_load import CheckpointError
+    from gaussiansr_plugin.errors import CheckpointError
     model = build_model(_opt(dict(tiny_net_opt, gaussian_norm='peak'), tmp_path))
     model.save_network(model.net_g, 'net_g', 7)
     saved = torch.load(tmp_path / 'net_g_7.pth', weights_only=True)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gaussiansr_plugin.cli.errors import UserError
+from gaussiansr_plugin.errors import UserError
 from gaussiansr_plugin.inference import image_io, memory_plan
 from gaussiansr_plugin.inference.memory_plan import estimate_bytes
 from gaussiansr_plugin.inference.upscaler import RenderPlan

@@ -14,7 +14,7 @@ from skimage import data as skdata
 from gaussiansr_plugin.archs.gaussian_util import output_size
 from gaussiansr_plugin.archs.gaussiansr_arch import GaussianSR
 from gaussiansr_plugin.cli import upscale_cmd
-from gaussiansr_plugin.cli.errors import UserError
+from gaussiansr_plugin.errors import UserError
 from gaussiansr_plugin.inference import image_io
 from gaussiansr_plugin.inference.image_header import read_header
 from gaussiansr_plugin.inference.image_io import read_image

@@ -6,7 +6,7 @@ import torch
 from basicsr.models import build_model
 from gaussiansr_plugin.archs.gaussiansr_arch import GaussianSR
 from gaussiansr_plugin.cli import basicsr_fixes
-from gaussiansr_plugin.cli.errors import UserError
+from gaussiansr_plugin.errors import UserError
 from shared_helpers import model_opt
 
 BUILD_MODEL = basicsr_fixes.as_user_errors(build_model, basicsr_fixes._model_context)
