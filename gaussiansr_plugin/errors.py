@@ -20,7 +20,7 @@ class MissingImageError(DataError, FileNotFoundError):
     """An image file or LMDB key that does not exist."""
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that is missing, unsafe to unpickle, not a PyTorch file, or does not fit the network."""
 
 

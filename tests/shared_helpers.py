@@ -11,6 +11,13 @@ def cli(*args) -> int:
     return 0
 
 
+def messages(err: str) -> str:
+    """stderr without the progress bar: its ``error:`` and ``warning:`` lines (the bar redraws with carriage
+    returns)."""
+    lines = [line.strip() for line in err.replace('\r', '\n').splitlines()]
+    return ''.join(line + '\n' for line in lines if line.startswith(('error:', 'warning:')))
+
+
 def model_opt(net_opt: dict, tmp_path, name: str = 'unit', **train) -> dict:
     """A parsed-options dict that ``basicsr.models.build_model`` turns into a CPU GaussianSRModel in training mode;
     ``train`` entries are added to (or override) its ``train`` section."""

@@ -16,8 +16,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from ..archs.gaussian_util import output_size
 from ..option_checks import is_int_at_least
 from ..errors import CheckpointError, TrainingDiverged
-from ..safe_load import (checkpoint_network_options, describe_state_mismatch, non_finite_entries, safe_torch_load,
-                         strip_ddp_prefix)
+from ..safe_load import checkpoint_network_options, load_weights, read_checkpoint, strip_ddp_prefix
 from .checkpoint_io import atomic_torch_save, checkpoint_before, get_rng_state, set_rng_state
 from .option_sections import check_sections
 from .schedules import resolve_crop_border, tau_at
@@ -207,12 +206,7 @@ class GaussianSRModel(SRModel):
         """
         net = self.get_bare_model(net)
         what = f'path.pretrain_network_g {load_path}'
-        try:
-            checkpoint = safe_torch_load(load_path)
-        except CheckpointError as exc:
-            raise CheckpointError(f'path.pretrain_network_g: {exc}') from exc
-        if not isinstance(checkpoint, dict):
-            raise CheckpointError(f'{what} holds a {type(checkpoint).__name__}, not network weights')
+        checkpoint = read_checkpoint(load_path, 'path.pretrain_network_g')
         self._check_output_options(net, checkpoint, what)
         if param_key is not None:
             if param_key not in checkpoint and 'params' in checkpoint:
@@ -224,20 +218,12 @@ class GaussianSRModel(SRModel):
                                       f'{hint}')
             checkpoint = checkpoint[param_key]
         state = strip_ddp_prefix(checkpoint)
-        bad = non_finite_entries(state)
-        if bad:
-            raise CheckpointError(f'{what} holds non-finite weights (NaN or inf) in {bad}: a diverged or corrupt '
-                                  'checkpoint; use an earlier one')
         get_root_logger().info(
             f'Loading {net.__class__.__name__} model from {load_path}, with param key: [{param_key}].')
-        if strict:
-            mismatch = describe_state_mismatch(net.state_dict(), state)
-            if mismatch:
-                raise CheckpointError(f'{what} does not fit the {net.__class__.__name__} built from network_g: '
-                                      f'{mismatch} (another architecture or other network_g options?)')
-        else:
-            self._print_different_keys_loading(net, state, strict)
-        net.load_state_dict(state, strict=strict)
+        if not strict:
+            self._print_different_keys_loading(net, state, strict)  # renames keys of other shapes: not loaded
+        load_weights(net, state, what, f'the {net.__class__.__name__} built from network_g',
+                     ' (another architecture or other network_g options?)', strict)
 
     @staticmethod
     def _check_output_options(net, checkpoint: dict, what: str) -> None:

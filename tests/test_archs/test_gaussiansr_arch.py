@@ -139,7 +139,7 @@ def test_encoder_pretrain_path(tmp_path, tiny_net_opt):
     net = build_network(dict(tiny_net_opt, encoder=enc))
     torch.testing.assert_close(net.encoder.conv_first.weight, src.encoder.conv_first.weight)
     bad = dict(tiny_net_opt['encoder'], num_feat=8, pretrain_path=str(path))
-    with pytest.raises(ValueError, match='does not match'):
+    with pytest.raises(ValueError, match='does not fit the encoder'):
         build_network(dict(tiny_net_opt, encoder=bad))
 
 

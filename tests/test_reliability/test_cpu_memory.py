@@ -11,7 +11,7 @@ from gaussiansr_plugin.errors import UserError
 from gaussiansr_plugin.inference import image_io, memory_plan
 from gaussiansr_plugin.inference.memory_plan import estimate_bytes
 from gaussiansr_plugin.inference.upscaler import RenderPlan
-from shared_helpers import cli
+from shared_helpers import cli, messages
 
 
 def test_large_estimate_tiles_automatically_with_the_same_result(tmp_path, tiny_checkpoint, capsys, monkeypatch):
@@ -22,10 +22,9 @@ def test_large_estimate_tiles_automatically_with_the_same_result(tmp_path, tiny_
     assert cli('upscale', src, tmp_path / 'full.png', '--scale', 2, '--model', path, '--device', 'cpu') == 0
     monkeypatch.setattr(memory_plan, 'available_memory', lambda: int(smallest_untiled * 0.9))  # fits only in tiles
     assert cli('upscale', src, tmp_path / 'tiled.png', '--scale', 2, '--model', path, '--device', 'cpu') == 0
-    err = capsys.readouterr().err.replace('\r', '\n')  # the progress bar redraws with carriage returns
-    warnings = [line for line in err.splitlines() if line.startswith('warning:')]
-    assert len(warnings) == 1 and warnings[0].startswith(f'warning: {tmp_path}/tiled.png: the estimated '), err
-    assert '-pixel tiles' in warnings[0]
+    err = messages(capsys.readouterr().err)
+    assert err.startswith(f'warning: {tmp_path}/tiled.png: the estimated ') and '-pixel tiles' in err, err
+    assert err.count('\n') == 1
     full, tiled = (cv2.imread(str(tmp_path / n)).astype(int) for n in ('full.png', 'tiled.png'))
     assert np.abs(full - tiled).max() <= 1
 
