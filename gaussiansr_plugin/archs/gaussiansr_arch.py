@@ -22,7 +22,9 @@ from .sgs import GaussianBank, GaussianHead, density_factor, refine_kernels, sel
 from .tiling import Tile, tile_plan
 
 _NORM_MEAN, _NORM_STD = 0.5, 0.5
-MIN_FITTED_CHUNK = 4096  # fitting chunks to free memory stops here: smaller ones run slowly and save little
+# the smallest query chunk that fitting to free memory, out-of-memory retries and the CPU memory plan go down to:
+# smaller ones run slowly and save little
+MIN_CHUNK_SIZE = 4096
 
 
 def sample_bicubic(x: Tensor, coord: Tensor) -> Tensor:
@@ -305,13 +307,13 @@ class GaussianSR(nn.Module):
 
     def fit_chunk_size(self, lq: Tensor, chunk_size: int) -> int:
         """``chunk_size``, or fewer queries on a GPU whose free memory could not hold the chunks of ``lq``'s batch
-        in half of it (at least ``MIN_FITTED_CHUNK``; the rest is left to the out-of-memory fallbacks). Unchanged
+        in half of it (at least ``MIN_CHUNK_SIZE``; the rest is left to the out-of-memory fallbacks). Unchanged
         on the CPU and while a CUDA graph is being captured."""
         if not lq.is_cuda or torch.cuda.is_current_stream_capturing():
             return chunk_size
         free_bytes, _ = torch.cuda.mem_get_info(lq.device)
         fitting = free_bytes // (2 * lq.shape[0] * self.query_bytes())
-        return max(min(chunk_size, MIN_FITTED_CHUNK), min(chunk_size, int(fitting)))
+        return max(min(chunk_size, MIN_CHUNK_SIZE), min(chunk_size, int(fitting)))
 
     def upsample(self, lq: Tensor, size: Tuple[int, int], chunk_size: Optional[int] = None,
                  tile: Optional[int] = None, tile_overlap: int = 16, out: Optional[Tensor] = None) -> Tensor:

@@ -19,8 +19,9 @@ from typing import Optional, Tuple
 from torch import nn
 
 from ..errors import UserError
-from ..ops.splat.reference import DEFAULT_CHUNK as SPLAT_CHUNK
-from .upscaler import MIN_CHUNK, MIN_TILE, RenderPlan
+from ..archs.gaussiansr_arch import MIN_CHUNK_SIZE
+from ..ops.splat.reference import DEFAULT_CHUNK_SIZE as SPLAT_CHUNK_SIZE
+from .upscaler import MIN_TILE, RenderPlan
 
 ENCODER_MAPS = 6
 OUTPUT_VALUES = 28
@@ -66,7 +67,7 @@ def lr_pixel_bytes(net: nn.Module) -> int:
 def query_bytes(net: nn.Module, chunk_size: int) -> int:
     """Bytes of one query chunk on the CPU: the decoder's activations and the splat reference's window."""
     window = (2 * net.radius + 1)**2 * (4 * (net.num_gaussian_channels + 8) + 8)
-    splatted = min(chunk_size, SPLAT_CHUNK) * window if getattr(net, 'head', None) is not None else 0
+    splatted = min(chunk_size, SPLAT_CHUNK_SIZE) * window if getattr(net, 'head', None) is not None else 0
     return chunk_size * net.query_bytes() + splatted
 
 
@@ -115,8 +116,8 @@ def fit_to_memory(net: nn.Module, lr_size: Tuple[int, int], out_size: Tuple[int,
     if need(plan) <= budget:
         return plan, ''
     fitted = plan
-    while need(fitted) > budget and fitted.chunk_size > MIN_CHUNK:
-        fitted = replace(fitted, chunk_size=max(MIN_CHUNK, fitted.chunk_size // 2))
+    while need(fitted) > budget and fitted.chunk_size > MIN_CHUNK_SIZE:
+        fitted = replace(fitted, chunk_size=max(MIN_CHUNK_SIZE, fitted.chunk_size // 2))
     tile = fitted.tile or max(lr_size)
     while need(fitted) > budget and tile > MIN_TILE:
         tile = max(MIN_TILE, tile // 2)

@@ -47,11 +47,12 @@ class GaussianSRModel(SRModel):
     ``grad_clip`` (max gradient norm), ``tau_schedule`` ({start, end, iters, type: linear|exp}),
     ``max_nan_steps`` (consecutive non-finite steps skipped before stopping; default 10), ``bank_lr_mult`` (the Gaussian
     bank's learning rate as a multiple of ``optim_g.lr``, in its own parameter group; default 1). Extra ``val`` options:
-    ``query_chunk``, ``tile``, ``tile_overlap``; ``crop_border`` of a metric may be an int, ``scale`` or ``scale+N``.
+    ``chunk_size`` (formerly ``query_chunk``), ``tile``, ``tile_overlap``; ``crop_border`` of a metric may be an int,
+    ``scale`` or ``scale+N``.
     """
 
     def __init__(self, opt):
-        check_sections(opt)
+        self.val_opt = check_sections(opt)
         if not opt.get('is_train') and not (opt.get('path') or {}).get('pretrain_network_g'):
             get_root_logger().warning('path.pretrain_network_g is not set: testing a network with random weights')
         super().__init__(opt)
@@ -169,7 +170,6 @@ class GaussianSRModel(SRModel):
         """Render the whole image at the item's scale (or the ground truth's size) in query chunks."""
         net = self._eval_net()
         was_training = net.training
-        val_opt = self.opt.get('val') or {}
         if hasattr(self, 'gt'):
             size = tuple(self.gt.shape[-2:])
         else:
@@ -177,8 +177,8 @@ class GaussianSRModel(SRModel):
         net.eval()
         with torch.no_grad():
             self.output = net.upsample(
-                self.lq, size, chunk_size=val_opt.get('query_chunk'), tile=val_opt.get('tile'),
-                tile_overlap=val_opt.get('tile_overlap', 16)).float()
+                self.lq, size, chunk_size=self.val_opt.get('chunk_size'), tile=self.val_opt.get('tile'),
+                tile_overlap=self.val_opt.get('tile_overlap', 16)).float()
         net.train(was_training)
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):

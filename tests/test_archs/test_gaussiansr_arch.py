@@ -256,9 +256,9 @@ def test_splat_backend_option(tiny_net_opt, monkeypatch):
 
 def test_chunks_fit_free_gpu_memory(monkeypatch):
     """On a GPU short of free memory, chunks shrink so that those of the whole batch fit in half of it; never below
-    MIN_FITTED_CHUNK, never above the chunk asked for; the CPU and graph capture keep the chunk as asked."""
+    MIN_CHUNK_SIZE, never above the chunk asked for; the CPU and graph capture keep the chunk as asked."""
     import types
-    from gaussiansr_plugin.archs.gaussiansr_arch import MIN_FITTED_CHUNK
+    from gaussiansr_plugin.archs.gaussiansr_arch import MIN_CHUNK_SIZE
     net = ARCH_REGISTRY.get('GaussianSR')()
     assert net.fit_chunk_size(torch.rand(1, 3, 4, 4), 131072) == 131072
     lq = types.SimpleNamespace(is_cuda=True, shape=(2, 3, 64, 64), device='cuda:0')
@@ -268,7 +268,7 @@ def test_chunks_fit_free_gpu_memory(monkeypatch):
     assert net.fit_chunk_size(lq, 131072) == 10000
     assert net.fit_chunk_size(lq, 5000) == 5000
     monkeypatch.setattr(torch.cuda, 'mem_get_info', lambda device=None: (1000, 10 ** 9))
-    assert net.fit_chunk_size(lq, 131072) == MIN_FITTED_CHUNK and net.fit_chunk_size(lq, 100) == 100
+    assert net.fit_chunk_size(lq, 131072) == MIN_CHUNK_SIZE and net.fit_chunk_size(lq, 100) == 100
     monkeypatch.setattr(torch.cuda, 'is_current_stream_capturing', lambda: True)
     assert net.fit_chunk_size(lq, 131072) == 131072
 

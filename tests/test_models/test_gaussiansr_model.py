@@ -10,7 +10,7 @@ from shared_helpers import model_opt
 
 
 def _opt(tiny_net_opt, tmp_path, **train):
-    return dict(model_opt(tiny_net_opt, tmp_path, **train), val={'query_chunk': 50, 'val_freq': 1, 'save_img': False})
+    return dict(model_opt(tiny_net_opt, tmp_path, **train), val={'chunk_size': 50, 'val_freq': 1, 'save_img': False})
 
 
 def _batch(b=2, q=64, size=(40, 40)):
@@ -132,3 +132,4 @@ class _Loader(list):
     def __init__(self, dataset, items):
         super().__init__(items)
         self.dataset = dataset
+

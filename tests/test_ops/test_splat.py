@@ -100,7 +100,7 @@ def test_zero_queries_give_empty_output_and_zero_grads():
 def test_chunking_does_not_change_the_result():
     inputs = make_inputs(2, 5, 6, 7, q=50, seed=11, requires_grad=True)
     big = splat_reference(*inputs, 3)
-    small = splat_reference(*inputs, 3, chunk=7)
+    small = splat_reference(*inputs, 3, chunk_size=7)
     torch.testing.assert_close(small, big, rtol=1e-14, atol=1e-14)
     g = torch.randn_like(big)
     for a, b in zip(torch.autograd.grad(big, inputs[:4], g), torch.autograd.grad(small, inputs[:4], g)):

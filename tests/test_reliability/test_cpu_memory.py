@@ -18,7 +18,7 @@ def test_large_estimate_tiles_automatically_with_the_same_result(tmp_path, tiny_
     path, net = tiny_checkpoint
     src = str(tmp_path / 'in.png')  # odd sizes: no HR centre on an LR border, where tiles could round differently
     cv2.imwrite(src, np.random.default_rng(0).integers(0, 255, (161, 127, 3), dtype=np.uint8))
-    smallest_untiled = estimate_bytes(net, (161, 127), (322, 254), memory_plan.MIN_CHUNK)
+    smallest_untiled = estimate_bytes(net, (161, 127), (322, 254), memory_plan.MIN_CHUNK_SIZE)
     assert cli('upscale', src, tmp_path / 'full.png', '--scale', 2, '--model', path, '--device', 'cpu') == 0
     monkeypatch.setattr(memory_plan, 'available_memory', lambda: int(smallest_untiled * 0.9))  # fits only in tiles
     assert cli('upscale', src, tmp_path / 'tiled.png', '--scale', 2, '--model', path, '--device', 'cpu') == 0
