@@ -138,9 +138,9 @@ def apply() -> None:
         return
     basicsr.train.load_resume_state = as_user_errors(load_resume_state, lambda *a, **k: 'resume state')
     basicsr.utils.options.init_dist = init_dist
-    basicsr.train.EnlargedSampler = resumable_sampler.SeededEnlargedSampler
+    basicsr.train.EnlargedSampler = resumable_sampler.ResumableSampler
     basicsr.train.create_train_val_dataloader = as_user_errors(
-        resumable_sampler.wrap_create_train_val_dataloader(basicsr.train.create_train_val_dataloader),
+        resumable_sampler.make_resumable(basicsr.train.create_train_val_dataloader),
         lambda *a, **k: 'datasets')
     for module in (basicsr.train, basicsr.test):
         module.parse_options = as_user_errors(
