@@ -1,4 +1,6 @@
 """Helpers shared by several test modules (tests/ is put on sys.path by tests/conftest.py)."""
+import torch
+
 from gaussiansr_plugin.cli import gaussiansr_cli
 
 
@@ -28,3 +30,15 @@ def model_opt(net_opt: dict, tmp_path, name: str = 'unit', **train) -> dict:
         'train': {'optim_g': {'type': 'Adam', 'lr': 1e-3}, 'scheduler': {'type': 'MultiStepLR', 'milestones': [10],
                   'gamma': 0.5}, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0}, **train},
     }
+
+
+def splat_inputs(b=1, c=3, h=5, w=7, q=20, dtype=torch.float64, seed=0, requires_grad=False) -> tuple:
+    """Random valid (feat, sigma, rho, opacity, coords) of the splat op; coords cover [-1.1, 1.1] so some windows leave the image."""
+    gen = torch.Generator().manual_seed(seed)
+    feat = torch.randn(b, c, h, w, generator=gen, dtype=dtype)
+    sigma = 0.4 + 1.2 * torch.rand(b, 2, h, w, generator=gen, dtype=dtype)
+    rho = 1.6 * torch.rand(b, 1, h, w, generator=gen, dtype=dtype) - 0.8
+    opacity = torch.rand(b, 1, h, w, generator=gen, dtype=dtype)
+    coords = 2.2 * torch.rand(b, q, 2, generator=gen, dtype=dtype) - 1.1
+    leaves = [t.requires_grad_(requires_grad) for t in (feat, sigma, rho, opacity)]
+    return (*leaves, coords)

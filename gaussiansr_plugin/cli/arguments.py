@@ -3,7 +3,7 @@ import argparse
 import math
 import re
 import sys
-from typing import NoReturn, Optional, Tuple
+from typing import List, NoReturn, Optional, Tuple
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -79,6 +79,13 @@ def add_chunk_size_argument(parser: argparse.ArgumentParser, default: Optional[i
     parser.add_argument('--chunk-size', type=positive_int, default=default, metavar='N', help=help)
     parser.add_argument('--chunk', dest='chunk_size', type=positive_int, action=_OldSpelling, new='--chunk-size',
                         help=argparse.SUPPRESS)
+
+
+def add_scales_argument(parser: argparse.ArgumentParser, default: List[float], what: str) -> None:
+    """``--scales S [S ...]``: positive scales; ``what`` says what they are for in the help."""
+    shown = ' '.join(f'{s:g}' for s in default)
+    parser.add_argument('--scales', type=positive_float, nargs='+', default=default, metavar='S',
+                        help=f'{what}. Default: {shown}')
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, device_default: str = 'auto') -> None:

@@ -9,7 +9,7 @@ from ..archs.gaussiansr_arch import GaussianSR
 from ..inference.checkpoint import build_network, load_model, read_network_options
 from ..inference.profiling import ScaleCost, parameter_counts, profile_scale
 from ..inference.upscaler import resolve_device
-from .arguments import add_model_arguments, one_line_errors, positive_float, positive_int
+from .arguments import add_model_arguments, add_scales_argument, one_line_errors, positive_int
 from ..errors import UserError
 
 ENCODERS = ('edsr-baseline', 'edsr', 'rdn', 'swinir')
@@ -25,13 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help='profile the paper configuration with this encoder (random weights; the default, '
         'with edsr-baseline, when neither --model nor --config is given)')
-    parser.add_argument(
-        '--scales',
-        type=positive_float,
-        nargs='+',
-        default=[2.0, 3.0, 4.0],
-        metavar='S',
-        help='scales to profile. Default: 2 3 4')
+    add_scales_argument(parser, [2.0, 3.0, 4.0], 'scales to profile')
     parser.add_argument(
         '--lr-size', type=positive_int, default=64, metavar='N', help='side of the square LR input. Default: 64')
     parser.add_argument(
