@@ -4,7 +4,7 @@ plus the training step (B16, 48x48 LR, 2304 queries, x4). CUDA: CUDA events afte
 ``--cuda-graph`` adds the same cases replayed from CUDA graphs (``GraphedUpsample``) up to 1024x1024 outputs;
 ``--tf32`` adds fp32 with TF32 tensor-core matmuls (``torch.backends.cuda.matmul.allow_tf32``).
 
-    python scripts/bench.py --cuda-graph --tf32 --json docs/logs/bench.json > docs/logs/bench.md
+    python scripts/bench.py --cuda-graph --tf32 --json bench.json > bench.md
     python scripts/bench.py --device cpu --reps 3
 """
 import argparse

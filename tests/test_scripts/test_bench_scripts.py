@@ -23,7 +23,7 @@ def test_bench_cpu_json_and_table(tmp_path):
 def test_plot_bench_from_recorded_json(tmp_path):
     png = tmp_path / 'scaling.png'
     subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'plot_bench.py'),
-                    os.path.join(ROOT, 'docs', 'logs', 'bench_h200_2026-11-29.json'), str(png)], check=True)
+                    os.path.join(ROOT, 'docs', 'logs', 'model_h200_2026-11-29', 'bench.json'), str(png)], check=True)
     assert png.stat().st_size > 10000
 
 
