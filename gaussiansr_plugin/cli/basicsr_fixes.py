@@ -118,7 +118,7 @@ def init_dist(launcher: str, backend: str = 'nccl', **kwargs) -> None:
     dist.init_process_group(backend=backend, **kwargs)
 
 
-def keep_dataset_scales(parse_options):
+def keep_dataset_scales(parse_options: Callable) -> Callable:
     """Wrap BasicSR's ``parse_options`` so each dataset keeps its own ``scale`` if it has one."""
 
     def wrapped(root_path, is_train=True):

@@ -11,7 +11,7 @@ dataset never sees a later ``set_epoch``. Every other dataset gets plain indices
 """
 import hashlib
 import random
-from typing import Iterator, NamedTuple, Union
+from typing import Callable, Iterator, NamedTuple, Union
 
 import numpy as np
 import torch
@@ -72,7 +72,7 @@ class ResumableSampler(EnlargedSampler):
                 yield indices[k]
 
 
-def make_resumable(create):
+def make_resumable(create: Callable) -> Callable:
     """BasicSR's ``create_train_val_dataloader`` whose train loader resumes exactly: the sampler seeded with
     ``manual_seed`` and told the resume point, and a private loader generator (so that creating the loader iterator
     each epoch does not consume the global torch RNG that Gumbel noise uses)."""
