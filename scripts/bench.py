@@ -18,9 +18,9 @@ import gaussiansr_plugin  # noqa: F401
 from basicsr.utils.registry import ARCH_REGISTRY
 from gaussiansr_plugin.archs.gaussian_util import make_cell, make_coord
 from gaussiansr_plugin.cli.arguments import add_chunk_size_argument
+from gaussiansr_plugin.errors import first_line
 from gaussiansr_plugin.inference.cuda_graph import GraphedUpsample
 from gaussiansr_plugin.inference.profiling import time_call
-from gaussiansr_plugin.errors import first_line
 
 GPU_CASES = [(64, 2), (64, 6), (128, 4), (256, 4), (64, 12), (512, 4), (1024, 4), (2048, 4)]
 CPU_CASES = [(32, 2), (32, 4), (64, 4)]

@@ -6,11 +6,11 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from ..archs.gaussiansr_arch import GaussianSR
+from ..errors import UserError
 from ..inference.checkpoint import build_network, load_model, read_network_options
 from ..inference.profiling import ScaleCost, parameter_counts, profile_scale
 from ..inference.upscaler import resolve_device
 from .arguments import add_model_arguments, add_scales_argument, one_line_errors, positive_int
-from ..errors import UserError
 
 ENCODERS = ('edsr-baseline', 'edsr', 'rdn', 'swinir')
 

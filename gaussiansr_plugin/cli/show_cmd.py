@@ -10,11 +10,11 @@ import torch
 
 from ..archs.gaussiansr_arch import GaussianSR
 from ..data.resize import imresize_to
+from ..errors import UserError
 from ..inference.checkpoint import load_model
 from ..inference.image_io import read_image, write_bytes_atomic
 from ..inference.upscaler import RenderPlan, render, resolve_device, rgb_to_tensor, target_size
 from .arguments import add_model_arguments, add_scales_argument, non_negative_int, one_line_errors
-from ..errors import UserError
 
 MAX_PIXELS = 50_000_000  # per compared output image
 

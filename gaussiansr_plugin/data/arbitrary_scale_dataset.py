@@ -9,8 +9,8 @@ from basicsr.utils import get_root_logger, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
-from ..option_checks import BASICSR_DATASET_KEYS, DATAROOT_PREFIX, check_keys, dataset_owner
 from ..errors import DataError
+from ..option_checks import BASICSR_DATASET_KEYS, DATAROOT_PREFIX, check_keys, dataset_owner
 from .image_source import ImageReader, check_folder, folder_images, lmdb_keys
 from .query_sampling import sample_queries
 from .resize import imresize_to, quantize_uint8

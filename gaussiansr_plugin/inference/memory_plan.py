@@ -18,8 +18,8 @@ from typing import Optional, Tuple
 
 from torch import nn
 
-from ..errors import UserError
 from ..archs.gaussiansr_arch import MIN_CHUNK_SIZE
+from ..errors import UserError
 from ..ops.splat.reference import DEFAULT_CHUNK_SIZE as SPLAT_CHUNK_SIZE
 from .upscaler import MIN_TILE, RenderPlan
 

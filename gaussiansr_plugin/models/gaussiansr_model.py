@@ -14,8 +14,8 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from ..archs.gaussian_util import output_size
-from ..option_checks import is_int_at_least
 from ..errors import CheckpointError, TrainingDiverged
+from ..option_checks import is_int_at_least
 from ..safe_load import checkpoint_network_options, load_weights, read_checkpoint, strip_ddp_prefix
 from .checkpoint_io import atomic_torch_save, checkpoint_before, get_rng_state, set_rng_state
 from .option_sections import check_sections
