@@ -1,9 +1,10 @@
-"""``torch.load`` that never runs code from the file, with one-line errors.
+"""The one way this package reads checkpoints: ``torch.load`` that never runs code from the file, and one loader of
+network weights, with one-line errors.
 
 Every checkpoint this package reads (``gaussiansr upscale --model``, ``path.pretrain_network_g``, resume states,
 ``encoder.pretrain_path``) goes through :func:`safe_torch_load`: ``weights_only=True`` refuses a pickle that
 would import or call Python code (a crafted ``__reduce__``, a pickled class) before anything runs, whatever
-torch's default is.
+torch's default is. Network weights then go through :func:`read_checkpoint` and :func:`load_weights`.
 """
 import os
 import pickle
@@ -13,16 +14,9 @@ from collections import OrderedDict
 from typing import Any, Iterable, Mapping, Tuple, Union
 
 import torch
+from torch import nn
 
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unsafe to unpickle, or not a PyTorch file; the message is one line."""
-
-
-def first_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception's message (its type name if there is none)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+from .errors import CheckpointError, first_line
 
 
 def safe_torch_load(path: str,
@@ -58,6 +52,55 @@ def safe_torch_load(path: str,
     except Exception as exc:  # torch raises many types for foreign or truncated files
         raise CheckpointError(f'cannot load {path}: not a PyTorch checkpoint or a corrupt one '
                               f'({first_line(exc)})') from exc
+
+
+def read_checkpoint(path: str, option: str = '') -> dict:
+    """``safe_torch_load`` of a file that must hold a dict (weights, or entries holding them).
+
+    Args:
+        path (str): The file.
+        option (str): The option that named the file (e.g. ``encoder.pretrain_path``), which starts every message.
+            Default: ''.
+
+    Raises:
+        CheckpointError: Missing, unsafe or foreign file, or not a dict.
+    """
+    try:
+        checkpoint = safe_torch_load(path)
+    except CheckpointError as exc:
+        if option:
+            raise CheckpointError(f'{option}: {exc}') from exc
+        raise
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f'{option} {path}'.lstrip() + f' holds a {type(checkpoint).__name__}, not network '
+                              'weights')
+    return checkpoint
+
+
+def load_weights(net: nn.Module, state: Mapping, what: str, target: str, hint: str = '', strict: bool = True) -> None:
+    """Load a state dict into ``net`` after the checks every checkpoint gets: DDP's ``module.`` stripped, every
+    weight finite, and with ``strict`` an exact fit.
+
+    Args:
+        net (nn.Module): The bare network.
+        state (Mapping): Its weights, as selected from the checkpoint.
+        what (str): How messages name the checkpoint.
+        target (str): How messages name the network (``the encoder``, ``the GaussianSR built from network_g``).
+        hint (str): Appended to the message of a checkpoint that does not fit. Default: ''.
+        strict (bool): Refuse missing, unexpected and reshaped keys. Default: True.
+
+    Raises:
+        CheckpointError: Non-finite weights, or (``strict``) weights that do not fit, naming the first keys.
+    """
+    state = strip_ddp_prefix(state)
+    bad = non_finite_entries(state)
+    if bad:
+        raise CheckpointError(f'{what} holds non-finite weights (NaN or inf) in {bad}: a diverged or corrupt '
+                              'checkpoint; use an earlier one')
+    mismatch = describe_state_mismatch(net.state_dict(), state) if strict else ''
+    if mismatch:
+        raise CheckpointError(f'{what} does not fit {target}: {mismatch}{hint}')
+    net.load_state_dict(state, strict=strict)
 
 
 def describe_state_mismatch(expected: Mapping, state: Mapping, shown: int = 3) -> str:

@@ -4,7 +4,7 @@ plus the training step (B16, 48x48 LR, 2304 queries, x4). CUDA: CUDA events afte
 ``--cuda-graph`` adds the same cases replayed from CUDA graphs (``GraphedUpsample``) up to 1024x1024 outputs;
 ``--tf32`` adds fp32 with TF32 tensor-core matmuls (``torch.backends.cuda.matmul.allow_tf32``).
 
-    python scripts/bench.py --cuda-graph --tf32 --json docs/logs/bench.json > docs/logs/bench.md
+    python scripts/bench.py --cuda-graph --tf32 --json bench.json > bench.md
     python scripts/bench.py --device cpu --reps 3
 """
 import argparse
@@ -17,9 +17,10 @@ import torch
 import gaussiansr_plugin  # noqa: F401
 from basicsr.utils.registry import ARCH_REGISTRY
 from gaussiansr_plugin.archs.gaussian_util import make_cell, make_coord
+from gaussiansr_plugin.cli.arguments import add_chunk_size_argument
+from gaussiansr_plugin.errors import first_line
 from gaussiansr_plugin.inference.cuda_graph import GraphedUpsample
 from gaussiansr_plugin.inference.profiling import time_call
-from gaussiansr_plugin.safe_load import first_line
 
 GPU_CASES = [(64, 2), (64, 6), (128, 4), (256, 4), (64, 12), (512, 4), (1024, 4), (2048, 4)]
 CPU_CASES = [(32, 2), (32, 4), (64, 4)]
@@ -54,11 +55,11 @@ def measure(device, fn, warmup, reps) -> dict:
     return row
 
 
-def bench_inference(net, device, cases, dtype, chunk, warmup, reps, graph=False, tf32=False):
+def bench_inference(net, device, cases, dtype, chunk_size, warmup, reps, graph=False, tf32=False):
     """One row per case; ``graph``: replayed from a CUDA graph; ``tf32``: fp32 matmuls on TF32 tensor cores."""
     rows = []
     torch.backends.cuda.matmul.allow_tf32 = tf32
-    graphed = GraphedUpsample(net, chunk, None if dtype == torch.float32 else dtype) if graph else None
+    graphed = GraphedUpsample(net, chunk_size, None if dtype == torch.float32 else dtype) if graph else None
     for side, scale in cases:
         lq = torch.rand(1, 3, side, side, device=device)
         size = (round(side * scale), round(side * scale))
@@ -69,7 +70,7 @@ def bench_inference(net, device, cases, dtype, chunk, warmup, reps, graph=False,
             if graphed:
                 return graphed(lq, size)
             with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-                return net.upsample(lq, size, chunk_size=chunk)
+                return net.upsample(lq, size, chunk_size=chunk_size)
 
         big = size[0] * size[1] > 4e6
         row = {'lr': side, 'scale': scale, 'hr': size[0], 'dtype': str(dtype).split('.')[-1], 'graph': graph,
@@ -138,7 +139,7 @@ def main() -> None:
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--reps', type=int, default=50)
     parser.add_argument('--warmup', type=int, default=5)
-    parser.add_argument('--chunk', type=int, default=None, help='queries per chunk (default: the arch default)')
+    add_chunk_size_argument(parser, None, 'queries per chunk (default: the arch default)')
     parser.add_argument('--json', default=None)
     parser.add_argument('--cuda-graph', action='store_true', help='add CUDA-graph replays (CUDA only)')
     parser.add_argument('--tf32', action='store_true', help='add fp32 with TF32 matmuls (CUDA only)')
@@ -162,7 +163,7 @@ def main() -> None:
         'torch': torch.__version__, 'params': sum(p.numel() for p in net.parameters()),
         'inference': [
             r for dt, graph, tf32 in variants
-            for r in bench_inference(net, device, cases, dt, args.chunk, args.warmup, args.reps, graph, tf32)
+            for r in bench_inference(net, device, cases, dt, args.chunk_size, args.warmup, args.reps, graph, tf32)
         ],
         'train': [] if args.no_train else [bench_train(net, device, dt, args.warmup, max(5, args.reps // 2))
                                            for dt in dtypes],

@@ -17,6 +17,7 @@ import gaussiansr_plugin  # noqa: F401
 from basicsr.utils.registry import ARCH_REGISTRY
 from gaussiansr_plugin.archs.gaussian_util import make_cell, make_coord
 from gaussiansr_plugin.archs.gaussiansr_arch import sample_bicubic
+from gaussiansr_plugin.cli.arguments import add_chunk_size_argument
 from gaussiansr_plugin.inference.profiling import time_call
 from gaussiansr_plugin.ops.splat import splat
 
@@ -38,7 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--lr', type=int, default=64)
     parser.add_argument('--scale', type=float, default=12)
-    parser.add_argument('--chunk', type=int, default=131072)
+    add_chunk_size_argument(parser, 131072, 'queries per block, as upsample decodes them. Default: 131072')
     parser.add_argument('--reps', type=int, default=30)
     parser.add_argument('--inner', type=int, default=10)
     parser.add_argument('--json')
@@ -49,8 +50,8 @@ def main() -> None:
     net = ARCH_REGISTRY.get('GaussianSR')().to(device).eval()
     lq = torch.rand(1, 3, args.lr, args.lr, device=device)
     hr = round(args.lr * args.scale)
-    num_blocks = -(-hr * hr // args.chunk)  # upsample decodes the row-major grid in chunks of --chunk queries
-    coord = make_coord((hr, hr), device=device)[None, :args.chunk]
+    num_blocks = -(-hr * hr // args.chunk_size)  # upsample decodes the row-major grid in blocks of --chunk-size
+    coord = make_coord((hr, hr), device=device)[None, :args.chunk_size]
     q = coord.shape[1]
     cell = make_cell(1, (hr, hr), device=device).expand(1, q, 2)
     with torch.no_grad():
@@ -88,7 +89,7 @@ def main() -> None:
         'decoder bf16 autocast': (bf16(lambda: net.decoder(x)), num_blocks),
         'query block (all of the above per block)': (lambda: net._query(feat, params, side, coord, cell),
                                                      num_blocks),
-        'upsample (whole image, eager)': (lambda: net.upsample(lq, (hr, hr), chunk_size=args.chunk), 1),
+        'upsample (whole image, eager)': (lambda: net.upsample(lq, (hr, hr), chunk_size=args.chunk_size), 1),
     }
     rows = []
     with torch.no_grad():
@@ -105,7 +106,7 @@ def main() -> None:
     result = {'date': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'host': platform.node(),
               'device_name': torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor(),
               'torch': torch.__version__, 'lr': args.lr, 'hr': hr,
-              'chunk': args.chunk, 'block_queries': q, 'blocks': num_blocks, 'parts': rows}
+              'chunk_size': args.chunk_size, 'block_queries': q, 'blocks': num_blocks, 'parts': rows}
     print(f"\n{result['device_name']}, LR {args.lr}² -> {hr}², blocks of {q} queries x {num_blocks}\n")
     print('| part | ms per block | ms per image | TFLOP/s |\n|---|---:|---:|---:|')
     for r in rows:

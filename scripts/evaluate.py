@@ -16,6 +16,7 @@ import gaussiansr_plugin  # noqa: F401  (BasicSR compat + registration)
 from basicsr.data import build_dataset
 from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import tensor2img
+from gaussiansr_plugin.cli.arguments import add_chunk_size_argument
 from gaussiansr_plugin.data.resize import imresize_to
 from gaussiansr_plugin.inference.checkpoint import load_model
 
@@ -26,7 +27,7 @@ def bicubic(lq: torch.Tensor, size) -> torch.Tensor:
     return torch.from_numpy(imresize_to(img, size)).permute(2, 0, 1)[None].float()
 
 
-def evaluate(net, folder: str, scale: float, device: torch.device, chunk: int) -> dict:
+def evaluate(net, folder: str, scale: float, device: torch.device, chunk_size: int) -> dict:
     dataset = build_dataset({'name': f'eval_x{scale:g}', 'type': 'ArbitraryScaleTestDataset', 'phase': 'test',
                              'dataroot_gt': folder, 'scale': scale, 'io_backend': {'type': 'disk'}})
     border = math.ceil(scale - 1e-9)
@@ -35,7 +36,7 @@ def evaluate(net, folder: str, scale: float, device: torch.device, chunk: int) -
         item = dataset[i]
         lq, gt = item['lq'][None], tensor2img(item['gt'])
         with torch.no_grad():
-            sr = net.upsample(lq.to(device), tuple(item['gt'].shape[-2:]), chunk_size=chunk).float().cpu()
+            sr = net.upsample(lq.to(device), tuple(item['gt'].shape[-2:]), chunk_size=chunk_size).float().cpu()
         for prefix, img in (('', tensor2img(sr)), ('bicubic_', tensor2img(bicubic(lq, gt.shape[:2])))):
             rows[prefix + 'psnr'].append(calculate_psnr(img, gt, border, test_y_channel=True))
             rows[prefix + 'ssim'].append(calculate_ssim(img, gt, border, test_y_channel=True))
@@ -49,7 +50,7 @@ def main() -> None:
     parser.add_argument('--data', required=True, help='folder of HR photos')
     parser.add_argument('--scales', type=float, nargs='+', default=[2, 3, 4, 2.4, 6])
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--chunk', type=int, default=262144)
+    add_chunk_size_argument(parser, 262144, 'queries rendered at once. Default: 262144')
     parser.add_argument('--json', default=None)
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -58,7 +59,7 @@ def main() -> None:
     print('| scale | PSNR-Y ours | PSNR-Y bicubic | gain | SSIM-Y ours | SSIM-Y bicubic |')
     print('|---|---|---|---|---|---|')
     for s in args.scales:
-        r = results[f'{s:g}'] = evaluate(model.net, args.data, s, device, args.chunk)
+        r = results[f'{s:g}'] = evaluate(model.net, args.data, s, device, args.chunk_size)
         print(f"| x{s:g} | {r['psnr']:.2f} | {r['bicubic_psnr']:.2f} | {r['psnr'] - r['bicubic_psnr']:+.2f} | "
               f"{r['ssim']:.4f} | {r['bicubic_ssim']:.4f} |", flush=True)
     print(f'({time.time() - start:.0f} s, {args.device}, model {model.path})')

@@ -32,7 +32,7 @@ for case in "64 12" "64 6" "256 4"; do
   tail -15 "$WORK/parts_${lr}_x$scale.md"
 done
 for chunk in 32768 262144; do
-  timeout 50 python scripts/bench.py --chunk "$chunk" --max-hr 1024 --no-train --cuda-graph \
+  timeout 50 python scripts/bench.py --chunk-size "$chunk" --max-hr 1024 --no-train --cuda-graph \
     --json "$WORK/bench_chunk$chunk.json" > "$WORK/bench_chunk$chunk.md" 2>&1
   tail -7 "$WORK/bench_chunk$chunk.md"
 done

@@ -35,7 +35,7 @@ path:
 val:
   save_img: false
   suffix: ~
-  query_chunk: 65536
+  chunk_size: 65536
   metrics:
 """
 

@@ -1,6 +1,6 @@
 """Plot how latency and peak memory grow with output pixels, from a scripts/bench.py JSON.
 
-    python scripts/plot_bench.py docs/logs/bench_h200_2026-11-29.json docs/figures/bench_scaling.png
+    python scripts/plot_bench.py docs/logs/model_h200_2026-11-29/bench.json docs/figures/bench_scaling.png
 """
 import argparse
 import json

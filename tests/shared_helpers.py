@@ -1,4 +1,6 @@
 """Helpers shared by several test modules (tests/ is put on sys.path by tests/conftest.py)."""
+import torch
+
 from gaussiansr_plugin.cli import gaussiansr_cli
 
 
@@ -9,6 +11,13 @@ def cli(*args) -> int:
     except SystemExit as exc:
         return exc.code
     return 0
+
+
+def messages(err: str) -> str:
+    """stderr without the progress bar: its ``error:`` and ``warning:`` lines (the bar redraws with carriage
+    returns)."""
+    lines = [line.strip() for line in err.replace('\r', '\n').splitlines()]
+    return ''.join(line + '\n' for line in lines if line.startswith(('error:', 'warning:')))
 
 
 def model_opt(net_opt: dict, tmp_path, name: str = 'unit', **train) -> dict:
@@ -23,8 +32,13 @@ def model_opt(net_opt: dict, tmp_path, name: str = 'unit', **train) -> dict:
     }
 
 
-def without_progress(err: str) -> str:
-    """stderr as a terminal shows it once the progress bars are done: each line's text after its last carriage
-    return, lines left blank by a cleared bar dropped."""
-    lines = (line.rsplit('\r', 1)[-1] for line in err.split('\n'))
-    return '\n'.join(line for line in lines if line.strip()) + ('\n' if err.strip() else '')
+def splat_inputs(b=1, c=3, h=5, w=7, q=20, dtype=torch.float64, seed=0, requires_grad=False) -> tuple:
+    """Random valid (feat, sigma, rho, opacity, coords) of the splat op; coords cover [-1.1, 1.1] so some windows leave the image."""
+    gen = torch.Generator().manual_seed(seed)
+    feat = torch.randn(b, c, h, w, generator=gen, dtype=dtype)
+    sigma = 0.4 + 1.2 * torch.rand(b, 2, h, w, generator=gen, dtype=dtype)
+    rho = 1.6 * torch.rand(b, 1, h, w, generator=gen, dtype=dtype) - 0.8
+    opacity = torch.rand(b, 1, h, w, generator=gen, dtype=dtype)
+    coords = 2.2 * torch.rand(b, q, 2, generator=gen, dtype=dtype) - 1.1
+    leaves = [t.requires_grad_(requires_grad) for t in (feat, sigma, rho, opacity)]
+    return (*leaves, coords)

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from basicsr.archs.arch_util import ResidualBlockNoBN, make_layer
 from basicsr.utils.registry import ARCH_REGISTRY
 from ..option_checks import check_keys, is_int_at_least, keyword_names
-from ..safe_load import describe_state_mismatch, non_finite_entries, safe_torch_load, select_weights
+from ..safe_load import load_weights, read_checkpoint, select_weights
 
 
 class EDSREncoder(nn.Module):
@@ -206,21 +206,14 @@ def load_encoder_weights(encoder: nn.Module, path: str, opt: Optional[dict] = No
     """Load encoder-only weights strictly from a checkpoint (raw state dict, ``params`` / ``params_ema``, or a
     full GaussianSR state dict whose keys start with ``encoder.``); with ``opt`` (the encoder's options), options
     recorded in the checkpoint must match them, and every weight must be finite."""
-    state = safe_torch_load(path)
-    if not isinstance(state, dict):
-        raise ValueError(f'encoder.pretrain_path {path} holds a {type(state).__name__}, not a state dict')
+    what = f'encoder.pretrain_path {path}'
+    checkpoint = read_checkpoint(path, 'encoder.pretrain_path')
     if opt is not None:
-        check_encoder_output_options(opt, state, path)
-    state, _ = select_weights(state)
+        check_encoder_output_options(opt, checkpoint, path)
+    state, _ = select_weights(checkpoint)
     if any(k.startswith('encoder.') for k in state):
         state = {k[len('encoder.'):]: v for k, v in state.items() if k.startswith('encoder.')}
-    bad = non_finite_entries(state)
-    if bad:
-        raise ValueError(f'encoder.pretrain_path {path} holds non-finite weights (NaN or inf) in {bad}')
-    mismatch = describe_state_mismatch(encoder.state_dict(), state)
-    if mismatch:
-        raise ValueError(f'encoder.pretrain_path {path} does not match the encoder: {mismatch}')
-    encoder.load_state_dict(state, strict=True)
+    load_weights(encoder, state, what, 'the encoder')
 
 
 def build_encoder(opt: dict) -> nn.Module:

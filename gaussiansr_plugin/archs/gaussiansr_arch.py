@@ -22,7 +22,9 @@ from .sgs import GaussianBank, GaussianHead, density_factor, refine_kernels, sel
 from .tiling import Tile, tile_plan
 
 _NORM_MEAN, _NORM_STD = 0.5, 0.5
-MIN_FITTED_CHUNK = 4096  # fitting chunks to free memory stops here: smaller ones run slowly and save little
+# the smallest query chunk that fitting to free memory, out-of-memory retries and the CPU memory plan go down to:
+# smaller ones run slowly and save little
+MIN_CHUNK_SIZE = 4096
 
 
 def sample_bicubic(x: Tensor, coord: Tensor) -> Tensor:
@@ -279,25 +281,39 @@ class GaussianSR(nn.Module):
             out[:, i:i + chunk_size] = self._query(feat, splat_params, side, c, cell.expand(b, c.shape[1], 2))
         return out.view(b, grid_size[0], grid_size[1], 3).permute(0, 3, 1, 2)
 
-    def query_bytes(self) -> int:
-        """Device memory one query of a batch item holds while its chunk is decoded, in float32: two activations of
-        the widest decoder layer, the decoder input and the bicubic stream (2.6 KB for the defaults, the slope of
-        peak memory over chunk size measured on the H200, docs/benchmarks.md)."""
+    def query_bytes(self, dtype: Optional[torch.dtype] = None) -> int:
+        """Memory one query of a batch item holds at the peak of decoding its chunk (``_query``), counted from the
+        layer shapes: the float32 streams kept until the decoder returns (splat output, remodulated Gabor bands,
+        bicubic samples, position, offset, cell), their conversion to ``dtype`` when it is not float32, the decoder
+        input and two activations of its widest layer (a Linear output and its GELU) in ``dtype``. The splat
+        reference's window on the CPU comes on top (``inference.memory_plan``).
+
+        Args:
+            dtype (torch.dtype, optional): Dtype of the features and the decoder. Default: the decoder's.
+
+        Returns:
+            int: Bytes per query.
+        """
         linears = [m for m in self.decoder.modules() if isinstance(m, nn.Linear)]
-        side_channels = self.encoder.num_feat_out - self.num_gaussian_channels + 3
-        gabor_channels = 4 * self.gabor.bands if self.gabor is not None else 0  # splatted and remodulated bands
-        return 4 * (2 * max(m.out_features for m in linears) + linears[0].in_features + side_channels + gabor_channels
-                    + 16)
+        dtype = dtype or linears[0].weight.dtype
+        bands = 2 * self.gabor.bands if self.gabor is not None else 0
+        splatted = self.num_gaussian_channels + bands if self.has_gaussians else 0
+        sampled = self.encoder.num_feat_out - self.num_gaussian_channels + (3 if self.residual else 0)
+        streams = splatted + bands + sampled + 3 * 2  # + position, offset to the centre and cell, (y, x) each
+        in_features = linears[0].in_features
+        converted = in_features if dtype != torch.float32 else 0
+        activations = converted + in_features + 2 * max(m.out_features for m in linears)
+        return 4 * streams + torch.empty((), dtype=dtype).element_size() * activations
 
     def fit_chunk_size(self, lq: Tensor, chunk_size: int) -> int:
         """``chunk_size``, or fewer queries on a GPU whose free memory could not hold the chunks of ``lq``'s batch
-        in half of it (at least ``MIN_FITTED_CHUNK``; the rest is left to the out-of-memory fallbacks). Unchanged
+        in half of it (at least ``MIN_CHUNK_SIZE``; the rest is left to the out-of-memory fallbacks). Unchanged
         on the CPU and while a CUDA graph is being captured."""
         if not lq.is_cuda or torch.cuda.is_current_stream_capturing():
             return chunk_size
         free_bytes, _ = torch.cuda.mem_get_info(lq.device)
         fitting = free_bytes // (2 * lq.shape[0] * self.query_bytes())
-        return max(min(chunk_size, MIN_FITTED_CHUNK), min(chunk_size, int(fitting)))
+        return max(min(chunk_size, MIN_CHUNK_SIZE), min(chunk_size, int(fitting)))
 
     def upsample(self, lq: Tensor, size: Tuple[int, int], chunk_size: Optional[int] = None,
                  tile: Optional[int] = None, tile_overlap: int = 16, out: Optional[Tensor] = None) -> Tensor:

@@ -2,9 +2,14 @@
 import argparse
 import math
 import re
-from typing import Tuple
+import sys
+from typing import List, NoReturn, Optional, Tuple
 
-from .errors import fail
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``error: message`` on stderr and exit with ``code``."""
+    sys.stderr.write(f'error: {message}\n')
+    sys.exit(code)
 
 
 def one_line_errors(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +58,34 @@ def image_size(text: str) -> Tuple[int, int]:
     if not found or int(found.group(1)) < 1 or int(found.group(2)) < 1:
         raise argparse.ArgumentTypeError(f"'{text}' is not WIDTHxHEIGHT with positive integers, e.g. 1920x1080")
     return int(found.group(2)), int(found.group(1))
+
+
+class _OldSpelling(argparse.Action):
+    """The old spelling of an option: stores into the option's ``dest`` and writes one warning line."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        sys.stderr.write(f'warning: {option_string} is deprecated: use {self.new} (the old name goes in the next '
+                         'release)\n')
+        setattr(namespace, self.dest, values)
+
+
+def add_chunk_size_argument(parser: argparse.ArgumentParser, default: Optional[int], help: str) -> None:
+    """``--chunk-size N`` (queries rendered at once), and its old spelling ``--chunk N``, which keeps working with
+    one warning line until the next release."""
+    parser.add_argument('--chunk-size', type=positive_int, default=default, metavar='N', help=help)
+    parser.add_argument('--chunk', dest='chunk_size', type=positive_int, action=_OldSpelling, new='--chunk-size',
+                        help=argparse.SUPPRESS)
+
+
+def add_scales_argument(parser: argparse.ArgumentParser, default: List[float], what: str) -> None:
+    """``--scales S [S ...]``: positive scales; ``what`` says what they are for in the help."""
+    shown = ' '.join(f'{s:g}' for s in default)
+    parser.add_argument('--scales', type=positive_float, nargs='+', default=default, metavar='S',
+                        help=f'{what}. Default: {shown}')
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, device_default: str = 'auto') -> None:

@@ -21,8 +21,8 @@ from typing import List, Optional
 
 import yaml
 
-from ..safe_load import first_line
-from .errors import UserError, fail
+from ..errors import CheckpointWriteError, DataError, TrainingDiverged, UserError, first_line
+from .arguments import fail
 
 PLUGIN_GROUP = 'basicsr.plugins'
 
@@ -109,15 +109,12 @@ def main(argv: Optional[List[str]] = None) -> None:
         sys.exit(0 if argv else 2)
     if argv[0] not in ('train', 'test'):
         parser.error(f"unknown command '{argv[0]}' (choose train or test)")
-    from ..data.errors import DataError, one_line
-    from ..models.checkpoint_io import CheckpointWriteError
-    from ..models.schedules import TrainingDiverged
     try:
         run(argv[0], argv[1:])
     except (UserError, DataError, TrainingDiverged, CheckpointWriteError) as exc:
         if os.environ.get('GAUSSIANSR_TRACEBACK', '') not in ('', '0'):
             raise
-        fail(one_line(exc), code=1 if isinstance(exc, TrainingDiverged) else 2)
+        fail(first_line(exc), code=1 if isinstance(exc, TrainingDiverged) else 2)
 
 
 if __name__ == '__main__':

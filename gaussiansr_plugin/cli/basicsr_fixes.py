@@ -1,36 +1,38 @@
-"""Small fixes to BasicSR 1.4.2's entry points, applied by our launcher before it calls them.
+"""The fixes BasicSR 1.4.2 needs, and the launcher's one-line errors, applied in one place (``apply``) before our
+launcher calls BasicSR's ``train_pipeline`` / ``test_pipeline``.
 
-- ``load_resume_state`` maps states to ``cuda`` unconditionally and looks for ``./experiments``
-  instead of ``opt['path']['training_states']``: ours loads to the run's device, from the run's folder.
-- ``init_dist`` hard-codes NCCL and ``rank % cuda.device_count()``: ours uses ``LOCAL_RANK`` and
-  falls back to gloo when there is no GPU, so ``--launcher pytorch`` also works on CPUs.
-- ``parse_options`` copies a top-level ``scale`` over every dataset: ours keeps a dataset's own ``scale``
-  (test ymls mix x2, x3.5 and x12 sets).
-- A resumed run restarts its epoch and its augmentation streams: ours continues the data exactly
-  (``data/resumable_sampler.py``), and the model restores the RNG states saved in the training state.
-- A mistake in the options (an unknown key, an impossible size, a checkpoint of another network) surfaces as a
-  traceback from deep inside BasicSR: the steps before the first iteration (parsing the options, loading the
-  resume state, building the datasets, loaders and the model) turn ``ValueError``, ``KeyError``, ``TypeError``,
-  ``OSError`` and ``NotImplementedError`` into a ``UserError``, which the launcher prints as one line. Errors
-  after training started keep their tracebacks.
+Each entry of ``FIXES`` is named after the upstream bug and replaces the one BasicSR function (or class) it lives
+in; ``tests/test_cli/test_basicsr_fixes.py`` shows each bug on the upstream function and its absence on ours. They
+were written against BasicSR 1.4.2, the version requirements.txt pins: under any other version ``apply`` refuses in
+one line instead of patching code it was not written for (re-check each bug there, then update
+``BASICSR_VERSION``).
+
+Besides the fixes, the set-up steps (parsing the options, building the datasets, loaders and the model) turn
+``ValueError``, ``KeyError``, ``TypeError``, ``OSError`` and ``NotImplementedError`` into a ``UserError``, which the
+launcher prints as one line, instead of a traceback from deep inside BasicSR. Errors after training started keep
+their tracebacks.
 """
 import functools
+import importlib
 import os
 from collections import Counter, OrderedDict, defaultdict
+from dataclasses import dataclass
 from os import path as osp
-from typing import Callable
+from typing import Any, Callable, Dict, Tuple
 
 import torch
 import torch.distributed as dist
 import yaml
 
+import basicsr
+import basicsr.test
+import basicsr.train
 from basicsr.utils import scandir
 from basicsr.utils.options import ordered_yaml
 from ..data import resumable_sampler
-from ..data.errors import one_line
+from ..errors import UserError, first_line
 from ..safe_load import safe_torch_load
 from . import preflight
-from .errors import UserError
 
 # exception types that, raised while the run is being set up, mean a mistake in the options or files
 SETUP_ERRORS = (ValueError, KeyError, TypeError, OSError, NotImplementedError)
@@ -42,7 +44,7 @@ def describe(exc: BaseException) -> str:
         return f'missing option {exc.args[0]!r}'
     if isinstance(exc, KeyError) and len(exc.args) == 1:
         return str(exc.args[0])
-    return one_line(exc)
+    return first_line(exc)
 
 
 def as_user_errors(fn: Callable, context: Callable[..., str]) -> Callable:
@@ -79,7 +81,8 @@ def _model_context(opt, *args, **kwargs) -> str:
 
 
 def load_resume_state(opt: dict):
-    """Return the resume state dict (or None), loaded onto the device the run trains on."""
+    """The resume state (or None) from ``path.training_states`` (auto_resume) or ``path.resume_state``, loaded safely
+    onto the device the run trains on; records the resume point in ``opt['_resume_point']`` for ``make_resumable``."""
     resume_state_path = opt['path'].get('resume_state')
     if opt['auto_resume']:
         state_dir = opt['path']['training_states']
@@ -115,7 +118,7 @@ def init_dist(launcher: str, backend: str = 'nccl', **kwargs) -> None:
     dist.init_process_group(backend=backend, **kwargs)
 
 
-def keep_dataset_scales(parse_options):
+def keep_dataset_scales(parse_options: Callable) -> Callable:
     """Wrap BasicSR's ``parse_options`` so each dataset keeps its own ``scale`` if it has one."""
 
     def wrapped(root_path, is_train=True):
@@ -130,22 +133,66 @@ def keep_dataset_scales(parse_options):
     return wrapped
 
 
+@dataclass(frozen=True)
+class Fix:
+    """One upstream bug and the BasicSR attribute it is fixed in.
+
+    Attributes:
+        bug (str): The upstream bug, as the fix is named.
+        module (str): The BasicSR module whose attribute is replaced (where BasicSR's pipeline looks it up).
+        attr (str): The function or class replaced.
+        fixed (Callable): Takes the upstream attribute, returns the fixed one.
+    """
+    bug: str
+    module: str
+    attr: str
+    fixed: Callable[[Any], Any]
+
+
+BASICSR_VERSION = '1.4.2'
+FIXES = (
+    Fix('load_resume_state maps the state to CUDA (fails without a GPU) and auto_resume looks under ./experiments, '
+        'not path.training_states', 'basicsr.train', 'load_resume_state', lambda upstream: load_resume_state),
+    Fix('init_dist takes the rank modulo the GPU count and NCCL (fails without a GPU)', 'basicsr.utils.options',
+        'init_dist', lambda upstream: init_dist),
+    Fix('a resumed run restarts its epoch and its augmentation streams', 'basicsr.train', 'EnlargedSampler',
+        lambda upstream: resumable_sampler.ResumableSampler),
+    Fix('a resumed run restarts its epoch and its augmentation streams', 'basicsr.train',
+        'create_train_val_dataloader', resumable_sampler.make_resumable),
+    Fix("parse_options copies a top-level scale over every dataset's own", 'basicsr.train', 'parse_options',
+        keep_dataset_scales),
+    Fix("parse_options copies a top-level scale over every dataset's own", 'basicsr.test', 'parse_options',
+        keep_dataset_scales),
+)
+_UPSTREAM: Dict[Tuple[str, str], Any] = {}  # (module, attr) -> BasicSR's own, kept by apply
+
+
+def upstream(module: str, attr: str) -> Any:
+    """BasicSR's own ``module.attr``, also after ``apply`` replaced it."""
+    return _UPSTREAM.get((module, attr), getattr(importlib.import_module(module), attr))
+
+
 def apply() -> None:
-    """Patch BasicSR's train/test modules in place (idempotent)."""
-    import basicsr.test
-    import basicsr.train
-    import basicsr.utils.options
+    """Apply ``FIXES`` and the one-line set-up errors to BasicSR's train/test modules (idempotent).
+
+    Raises:
+        UserError: BasicSR is not the version the fixes were written for.
+    """
+    if basicsr.__version__ != BASICSR_VERSION:
+        raise UserError(f"BasicSR {basicsr.__version__} is installed, but the launcher's fixes of BasicSR bugs were "
+                        f'written for {BASICSR_VERSION} (requirements.txt pins it): '
+                        f'pip install basicsr=={BASICSR_VERSION}')
     if getattr(basicsr.train, '_gaussiansr_fixed', False):
         return
-    basicsr.train.load_resume_state = as_user_errors(load_resume_state, lambda *a, **k: 'resume state')
-    basicsr.utils.options.init_dist = init_dist
-    basicsr.train.EnlargedSampler = resumable_sampler.SeededEnlargedSampler
-    basicsr.train.create_train_val_dataloader = as_user_errors(
-        resumable_sampler.wrap_create_train_val_dataloader(basicsr.train.create_train_val_dataloader),
-        lambda *a, **k: 'datasets')
+    for fix in FIXES:
+        module = importlib.import_module(fix.module)
+        _UPSTREAM[(fix.module, fix.attr)] = getattr(module, fix.attr)
+        setattr(module, fix.attr, fix.fixed(getattr(module, fix.attr)))
+    basicsr.train.load_resume_state = as_user_errors(basicsr.train.load_resume_state, lambda *a, **k: 'resume state')
+    basicsr.train.create_train_val_dataloader = as_user_errors(basicsr.train.create_train_val_dataloader,
+                                                               lambda *a, **k: 'datasets')
     for module in (basicsr.train, basicsr.test):
-        module.parse_options = as_user_errors(
-            preflight.checked(keep_dataset_scales(module.parse_options)), lambda *a, **k: 'options')
+        module.parse_options = as_user_errors(preflight.checked(module.parse_options), lambda *a, **k: 'options')
         module.build_dataset = as_user_errors(module.build_dataset, _dataset_context)
         module.build_dataloader = as_user_errors(module.build_dataloader, _loader_context)
         module.build_model = as_user_errors(module.build_model, _model_context)

@@ -23,14 +23,13 @@ from ..archs.gaussian_util import output_size
 from ..data.arbitrary_scale_test_dataset import lr_size_for
 from ..data.demo_photos import prepare_demo_photos
 from ..data.resize import imresize_to, quantize_uint8
+from ..errors import TrainingDiverged, UserError
 from ..inference.checkpoint import LoadedModel, load_model
 from ..inference.image_io import Picture, read_image, write_image
 from ..inference.upscaler import RenderPlan, render, resolve_device, rgb_to_tensor
-from ..models.schedules import TrainingDiverged
 from . import basicsr_cli
 from .arguments import one_line_errors, positive_int
 from .demo_console import training_progress
-from .errors import UserError
 
 TEMPLATE = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'demo_train.yml')
 OPTION_FILE = 'demo_train.yml'

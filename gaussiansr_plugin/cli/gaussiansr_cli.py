@@ -4,7 +4,8 @@ import importlib
 import sys
 from typing import List, Optional
 
-from .errors import UserError, fail
+from ..errors import UserError
+from .arguments import fail
 
 # sub-command -> module in this package exposing ``add_arguments(parser)`` and ``run(args)``
 COMMANDS = {

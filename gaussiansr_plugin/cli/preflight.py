@@ -15,8 +15,8 @@ from typing import Callable, Dict, List, Mapping, Tuple
 import torch
 
 from basicsr.utils.registry import METRIC_REGISTRY
+from ..errors import UserError
 from ..option_checks import is_int_at_least
-from .errors import UserError
 
 # BasicSR datasets that read ``opt['scale']``, which BasicSR's parse_options copies from the top-level ``scale``
 SCALE_READERS = frozenset({

@@ -6,11 +6,11 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from ..archs.gaussiansr_arch import GaussianSR
+from ..errors import UserError
 from ..inference.checkpoint import build_network, load_model, read_network_options
 from ..inference.profiling import ScaleCost, parameter_counts, profile_scale
 from ..inference.upscaler import resolve_device
-from .arguments import add_model_arguments, one_line_errors, positive_float, positive_int
-from .errors import UserError
+from .arguments import add_model_arguments, add_scales_argument, one_line_errors, positive_int
 
 ENCODERS = ('edsr-baseline', 'edsr', 'rdn', 'swinir')
 
@@ -25,13 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help='profile the paper configuration with this encoder (random weights; the default, '
         'with edsr-baseline, when neither --model nor --config is given)')
-    parser.add_argument(
-        '--scales',
-        type=positive_float,
-        nargs='+',
-        default=[2.0, 3.0, 4.0],
-        metavar='S',
-        help='scales to profile. Default: 2 3 4')
+    add_scales_argument(parser, [2.0, 3.0, 4.0], 'scales to profile')
     parser.add_argument(
         '--lr-size', type=positive_int, default=64, metavar='N', help='side of the square LR input. Default: 64')
     parser.add_argument(
@@ -78,12 +72,12 @@ def format_report(title: str, params: Dict[str, int], costs: List[ScaleCost], re
         flops = [_giga(c.flops.total)] + [_giga(c.flops.by_part.get(p)) for p in ('encoder', 'Gaussians', 'decoder')]
         if c.flops.error:
             notes.append(f'FLOPs at x{c.scale:g}: mmengine could not trace the model ({c.flops.error}).')
-        peak = 'n/a' if c.peak_mb is None else f'{c.peak_mb:.1f}'
-        lines.append(f'| x{c.scale:g} | {c.size[1]}x{c.size[0]} | {" | ".join(flops)} | {c.latency_ms:.1f} | {peak} |')
+        lines.append(f'| x{c.scale:g} | {c.size[1]}x{c.size[0]} | {" | ".join(flops)} | {c.latency_ms:.1f} '
+                     f'| {c.peak_mb:.1f} |')
     where = (f'{torch.cuda.get_device_name(device)} (CUDA events)'
              if device.type == 'cuda' else f'CPU, {torch.get_num_threads()} threads (perf_counter)')
     memory = ('torch.cuda.max_memory_allocated above the memory in use before the call' if device.type == 'cuda' else
-              'peak resident set size above the size before the call (Linux; n/a elsewhere)')
+              'peak of the tensors the torch profiler saw allocated during the call')
     notes += [
         'FLOPs: mmengine.analysis (FlopAnalyzer); a multiply-add counts as one FLOP.' +
         (f' Not counted (element-wise and sampling ops): {", ".join(uncounted)}.' if uncounted else ''),

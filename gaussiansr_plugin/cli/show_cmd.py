@@ -10,11 +10,11 @@ import torch
 
 from ..archs.gaussiansr_arch import GaussianSR
 from ..data.resize import imresize_to
+from ..errors import UserError
 from ..inference.checkpoint import load_model
 from ..inference.image_io import read_image, write_bytes_atomic
 from ..inference.upscaler import RenderPlan, render, resolve_device, rgb_to_tensor, target_size
-from .arguments import add_model_arguments, non_negative_int, one_line_errors, positive_float
-from .errors import UserError
+from .arguments import add_model_arguments, add_scales_argument, non_negative_int, one_line_errors
 
 MAX_PIXELS = 50_000_000  # per compared output image
 
@@ -41,13 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=128,
         metavar='N',
         help='shrink images whose longer side exceeds N (area resampling; 0 keeps them). Default: 128')
-    parser.add_argument(
-        '--scales',
-        type=positive_float,
-        nargs='+',
-        default=[2.0, 3.5, 8.0],
-        metavar='S',
-        help='scales compared in compare.png. Default: 2 3.5 8')
+    add_scales_argument(parser, [2.0, 3.5, 8.0], 'scales compared in compare.png')
 
 
 def _load_images(paths: List[str], lr_size: int) -> List[np.ndarray]:

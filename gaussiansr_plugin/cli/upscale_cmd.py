@@ -14,8 +14,9 @@ from ..inference.image_io import read_image, write_image
 from ..inference.memory_plan import fit_to_memory
 from ..inference.progress import ChunkProgress
 from ..inference.upscaler import RenderPlan, keeps_aspect, resolve_device, target_size, upscale_picture
-from .arguments import add_model_arguments, image_size, non_negative_int, one_line_errors, positive_float, positive_int
-from .errors import UserError
+from .arguments import (add_chunk_size_argument, add_model_arguments, image_size, non_negative_int, one_line_errors,
+                        positive_float, positive_int)
+from ..errors import UserError
 
 DEFAULT_MAX_PIXELS = 200_000_000
 
@@ -48,12 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=16,
         metavar='N',
         help='LR pixels of context around each tile. Default: 16')
-    parser.add_argument(
-        '--chunk-size',
-        type=positive_int,
-        default=None,
-        metavar='N',
-        help="queries rendered at once, at most (fewer on a GPU short of free memory). Default: the model's "
+    add_chunk_size_argument(
+        parser, None, "queries rendered at once, at most (fewer on a GPU short of free memory). Default: the model's "
         '(131072 for the paper configuration)')
     parser.add_argument(
         '--max-pixels',

@@ -1,6 +1,6 @@
 """Training dataset for arbitrary-scale SR: random scale, HR crop, bicubic LR patch and sampled queries."""
 import random
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -9,12 +9,12 @@ from basicsr.utils import get_root_logger, img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
+from ..errors import DataError
 from ..option_checks import BASICSR_DATASET_KEYS, DATAROOT_PREFIX, check_keys, dataset_owner
-from .errors import DataError
 from .image_source import ImageReader, check_folder, folder_images, lmdb_keys
 from .query_sampling import sample_queries
 from .resize import imresize_to, quantize_uint8
-from .resumable_sampler import seed_item_rngs
+from .resumable_sampler import SampleKey, seed_rngs
 from .scale_sampler import BatchScaleSchedule, draw_scale, scale_of_batch
 
 
@@ -62,6 +62,8 @@ class ArbitraryScaleImageDataset(data.Dataset):
         scale (Tensor): Effective scale ``S / lq_size``, float32 scalar.
         gt_path (str): Image path or LMDB key.
     """
+
+    reads_sample_keys = True  # ResumableSampler hands it SampleKey items: per-item seeds, exact resume
 
     OPTION_KEYS = frozenset({
         'dataroot_gt', 'io_backend', 'meta_info_file', 'lq_size', 'scale_min', 'scale_max', 'sample_q', 'use_hflip',
@@ -167,27 +169,30 @@ class ArbitraryScaleImageDataset(data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> Dict[str, object]:
-        seed_item_rngs(index)
         return self.make_item(index, draw_scale(self.scale_min, self.scale_max))
 
-    def __getitems__(self, indices: Sequence[int]) -> List[Dict[str, object]]:
+    def __getitems__(self, keys: Sequence[Union[int, SampleKey]]) -> List[Dict[str, object]]:
         """A whole batch (PyTorch's fetcher calls this): with ``scale_sampling: batch`` one scale for all.
 
-        With our resumable sampler (``SeededIndex``) the batch scale is a function of (seed, epoch, batch in the
-        epoch), so it survives worker restarts and resumes; otherwise ``BatchScaleSchedule`` counts batches.
+        ``SampleKey`` items (from ``ResumableSampler``) seed each item's random draws, and the batch scale is a
+        function of (seed, epoch, batch in the epoch), so both survive worker restarts and resumes; with plain
+        indices ``BatchScaleSchedule`` counts batches.
         """
-        if self.scale_sampling != 'batch':
-            return [self[index] for index in indices]
-        first = indices[0]
-        if hasattr(first, 'epoch'):
-            batch = f'{first.epoch}-{first.step // len(indices)}'
-            scale = scale_of_batch(batch, self.scale_min, self.scale_max, self.batch_scales.seed)
-        else:
-            scale = self.batch_scales.next_scale()
+        first = keys[0]
+        scale = None
+        if self.scale_sampling == 'batch':
+            if isinstance(first, SampleKey):
+                batch = f'{first.epoch}-{first.step // len(keys)}'
+                scale = scale_of_batch(batch, self.scale_min, self.scale_max, self.batch_scales.seed)
+            else:
+                scale = self.batch_scales.next_scale()
         items = []
-        for index in indices:
-            seed_item_rngs(index)
-            items.append(self.make_item(index, scale))
+        for key in keys:
+            index = key
+            if isinstance(key, SampleKey):
+                seed_rngs(key.seed)
+                index = key.index
+            items.append(self.make_item(index, draw_scale(self.scale_min, self.scale_max) if scale is None else scale))
         return items
 
     def make_item(self, index: int, scale: float) -> Dict[str, object]:

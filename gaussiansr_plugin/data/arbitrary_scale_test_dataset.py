@@ -11,8 +11,8 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from ..archs.gaussian_util import output_size
+from ..errors import DataError
 from ..option_checks import BASICSR_DATASET_KEYS, DATAROOT_PREFIX, check_keys, dataset_owner
-from .errors import DataError
 from .image_source import ImageReader, check_folder, folder_images, lmdb_keys
 from .resize import imresize_to, quantize_uint8
 

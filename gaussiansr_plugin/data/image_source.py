@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from basicsr.utils import FileClient, imfrombytes, scandir
 
-from .errors import DataError, MissingImageError
+from ..errors import DataError, MissingImageError
 
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm')
 _LMDB_CLIENTS: Dict[Tuple[int, str], FileClient] = {}  # (pid, real path) -> client of that one database

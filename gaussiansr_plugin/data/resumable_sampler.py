@@ -2,13 +2,16 @@
 
 BasicSR's ``EnlargedSampler`` restarts the interrupted epoch from its first batch on resume, and its workers
 draw augmentations from streams seeded once per epoch, so a resumed run sees other data than an uninterrupted
-one. ``SeededEnlargedSampler`` keeps BasicSR's per-epoch shuffle, skips the batches already trained in the
-resumed epoch, and tags every index with a seed derived from (manual_seed, epoch, position): datasets that
-honour ``index.seed`` (ours do) draw the item's random numbers from it, so an item never depends on which
-worker loads it or on what was loaded before.
+one. ``ResumableSampler`` keeps BasicSR's per-epoch shuffle and skips the batches already trained in the resumed
+epoch. A dataset that declares ``reads_sample_keys = True`` (ours) gets a ``SampleKey`` per item instead of a bare
+index: the index plus a seed derived from (manual_seed, epoch, position) and the item's position in the epoch, so
+it draws the item's random numbers from that seed and an item never depends on which worker loads it or on what
+was loaded before. The key travels with the index, so it is right also in persistent workers, whose copy of the
+dataset never sees a later ``set_epoch``. Every other dataset gets plain indices, as from BasicSR.
 """
 import hashlib
 import random
+from typing import Callable, Iterator, NamedTuple, Union
 
 import numpy as np
 import torch
@@ -16,25 +19,25 @@ import torch
 from basicsr.data.data_sampler import EnlargedSampler
 
 
-class SeededIndex(int):
-    """A dataset index (an ``int`` for every other dataset) that also carries the seed of its item's random draws,
-    the epoch, and its position ``step`` among this rank's samples of the epoch (``step // batch`` is the batch)."""
+class SampleKey(NamedTuple):
+    """What ``ResumableSampler`` hands a dataset that reads sample keys, per item.
 
-    def __new__(cls, value: int, seed: int, epoch: int = 0, step: int = 0):
-        obj = super().__new__(cls, value)
-        obj.seed, obj.epoch, obj.step = seed, epoch, step
-        return obj
+    Attributes:
+        index (int): The dataset index.
+        seed (int): Seed of the item's random draws (``seed_rngs``).
+        epoch (int): The epoch.
+        step (int): Position among this rank's samples of the epoch (``step // batch_size`` is the batch).
+    """
+    index: int
+    seed: int
+    epoch: int
+    step: int
 
-    def __reduce__(self):
-        return SeededIndex, (int(self), self.seed, self.epoch, self.step)
 
-
-def seed_item_rngs(index: int) -> None:
-    """Seed ``random`` and ``np.random`` from ``index.seed`` when the index carries one (no-op for a plain int)."""
-    seed = getattr(index, 'seed', None)
-    if seed is not None:
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
+def seed_rngs(seed: int) -> None:
+    """Seed ``random`` and ``np.random`` (the streams BasicSR's datasets and ours draw from)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
 
 
 def item_seed(base_seed: int, epoch: int, position: int) -> int:
@@ -43,8 +46,9 @@ def item_seed(base_seed: int, epoch: int, position: int) -> int:
     return int.from_bytes(digest, 'little') >> 1
 
 
-class SeededEnlargedSampler(EnlargedSampler):
-    """BasicSR's EnlargedSampler + per-item seeds + skipping the batches a resumed run already trained on."""
+class ResumableSampler(EnlargedSampler):
+    """BasicSR's EnlargedSampler + skipping the batches a resumed run already trained on + ``SampleKey`` items for
+    datasets that read them (``reads_sample_keys``)."""
 
     def __init__(self, dataset, num_replicas, rank, ratio=1):
         super().__init__(dataset, num_replicas, rank, ratio)
@@ -56,27 +60,31 @@ class SeededEnlargedSampler(EnlargedSampler):
         iters_per_epoch = max(1, self.num_samples // batch_size)
         self.skip = {epoch: max(0, current_iter - epoch * iters_per_epoch) * batch_size}
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Union[int, SampleKey]]:
         indices = list(super().__iter__())
         start = self.skip.get(self.epoch, 0)
+        keyed = getattr(self.dataset, 'reads_sample_keys', False)
         for k in range(start, len(indices)):
-            position = self.rank + k * self.num_replicas
-            yield SeededIndex(indices[k], item_seed(self.base_seed, self.epoch, position), self.epoch, k)
+            if keyed:
+                position = self.rank + k * self.num_replicas
+                yield SampleKey(indices[k], item_seed(self.base_seed, self.epoch, position), self.epoch, k)
+            else:
+                yield indices[k]
 
 
-def wrap_create_train_val_dataloader(create):
-    """Make BasicSR's train loader resumable: seeded sampler, resume skip, and a private loader generator (so that
-    creating the loader iterator each epoch does not consume the global torch RNG that Gumbel noise uses)."""
+def make_resumable(create: Callable) -> Callable:
+    """BasicSR's ``create_train_val_dataloader`` whose train loader resumes exactly: the sampler seeded with
+    ``manual_seed`` and told the resume point, and a private loader generator (so that creating the loader iterator
+    each epoch does not consume the global torch RNG that Gumbel noise uses)."""
 
     def wrapped(opt, logger):
         train_loader, train_sampler, val_loaders, total_epochs, total_iters = create(opt, logger)
-        if isinstance(train_sampler, SeededEnlargedSampler):
+        if isinstance(train_sampler, ResumableSampler):
             seed = int(opt.get('manual_seed') or 0)
             train_sampler.base_seed = seed
             resume = opt.get('_resume_point')
             if resume:
-                batch = train_loader.batch_size
-                train_sampler.resume_from(resume['epoch'], resume['iter'], batch)
+                train_sampler.resume_from(resume['epoch'], resume['iter'], train_loader.batch_size)
             train_loader.generator = torch.Generator().manual_seed(seed)
         return train_loader, train_sampler, val_loaders, total_epochs, total_iters
 

@@ -3,7 +3,7 @@ import os
 from os import path as osp
 from typing import List, Tuple
 
-from ..cli.errors import UserError
+from ..errors import UserError
 from .image_io import IMAGE_EXTENSIONS, check_format
 
 

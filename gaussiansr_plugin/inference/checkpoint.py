@@ -25,14 +25,12 @@ import yaml
 from torch import Tensor
 
 from ..archs.gaussiansr_arch import GaussianSR
-from ..cli.errors import UserError
+from ..errors import UserError, first_line
 from ..option_checks import keyword_names
-from ..safe_load import (PARAM_KEYS, CheckpointError, describe_state_mismatch, first_line, non_finite_entries,
-                         safe_torch_load, select_weights, strip_ddp_prefix)
+from ..safe_load import PARAM_KEYS, load_weights, read_checkpoint, select_weights
 
 DEFAULT_MODEL = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'weights', 'gaussiansr_edsrb_demo.pth')
 _TRAINING_STATE_KEYS = {'optimizers', 'schedulers', 'iter'}
-_SHOWN = 3  # mismatching keys named in an error message
 PAPER_DEFAULT = 'the paper default'
 
 
@@ -54,22 +52,9 @@ class LoadedModel:
     param_key: str
 
 
-def read_checkpoint(path: str) -> Any:
-    """``torch.load`` a file on the CPU with ``weights_only=True``, turning every failure into a ``UserError``."""
-    try:
-        return safe_torch_load(path)
-    except CheckpointError as exc:
-        raise UserError(str(exc)) from exc
-
-
-def extract_state_dict(checkpoint: Any, path: str) -> Tuple[Dict[str, Tensor], str]:
-    """The network weights of a checkpoint and their key.
-
-    Accepts BasicSR's ``{'params': ..., 'params_ema': ...}`` (EMA preferred), ``{'state_dict': ...}`` or a bare
-    state dict; strips DDP's ``module.`` prefix.
-    """
-    if not isinstance(checkpoint, dict):
-        raise UserError(f'{path} is not a network checkpoint (it holds a {type(checkpoint).__name__}, not a dict)')
+def select_state_dict(checkpoint: dict, path: str) -> Tuple[Dict[str, Tensor], str]:
+    """The network weights of a checkpoint and their key: BasicSR's ``{'params': ..., 'params_ema': ...}`` (EMA
+    preferred), ``{'state_dict': ...}`` or a bare state dict."""
     if _TRAINING_STATE_KEYS <= set(checkpoint):
         raise UserError(f'{path} is a BasicSR training state (for resuming), not network weights; use a '
                         'models/net_g_*.pth file')
@@ -77,7 +62,7 @@ def extract_state_dict(checkpoint: Any, path: str) -> Tuple[Dict[str, Tensor], s
     if not state or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
         raise UserError(f'{path} holds no network weights (expected {", ".join(PARAM_KEYS[:2])} or a state dict '
                         'of tensors)')
-    return dict(strip_ddp_prefix(state)), key
+    return dict(state), key
 
 
 def read_network_options(yml_path: str) -> Dict[str, Any]:
@@ -148,16 +133,6 @@ def adopt_output_options(options: Dict[str, Any], recorded: Dict[str, Any]) -> D
     return {**options, **adopted}
 
 
-def check_state_dict(net: GaussianSR, state: Dict[str, Tensor], path: str, source: str) -> None:
-    """Raise a ``UserError`` naming the first mismatching keys if ``state`` does not fit ``net`` exactly."""
-    mismatch = describe_state_mismatch(net.state_dict(), state, _SHOWN)
-    if not mismatch:
-        return
-    raise UserError(
-        f'{path} does not fit the GaussianSR built from {source}: {mismatch}. Is it a '
-        'GaussianSR checkpoint? Pass its training yml with --config, or put <checkpoint stem>.yml beside it')
-
-
 def load_model(path: Optional[str] = None,
                config: Optional[str] = None,
                device: torch.device = torch.device('cpu')) -> LoadedModel:
@@ -180,12 +155,9 @@ def load_model(path: Optional[str] = None,
             raise UserError(f'the shipped model {path} is not installed; pass --model PATH, e.g. '
                             'experiments/<name>/models/net_g_latest.pth from `gaussiansr demo` or `basicsr train`')
     checkpoint = read_checkpoint(path)
-    state, key = extract_state_dict(checkpoint, path)
-    bad = non_finite_entries(state)
-    if bad:
-        raise UserError(f'{path} holds non-finite weights (NaN or inf) in {bad}: a diverged or corrupt checkpoint')
+    state, key = select_state_dict(checkpoint, path)
     options, source = network_options(path, checkpoint, config)
-    recorded = checkpoint.get('output_options')  # checkpoint is a dict: extract_state_dict said so
+    recorded = checkpoint.get('output_options')
     if isinstance(recorded, dict) and source == PAPER_DEFAULT:
         options = adopt_output_options(options, recorded)
         source = 'the paper default with the output options recorded in the checkpoint'
@@ -194,6 +166,6 @@ def load_model(path: Optional[str] = None,
     if differs:
         raise UserError(f'{path} was trained with other options than {source} gives ({differs}); pass its training '
                         'yml with --config')
-    check_state_dict(net, state, path, source)
-    net.load_state_dict(state, strict=True)
+    load_weights(net, state, path, f'the GaussianSR built from {source}', '. Is it a GaussianSR checkpoint? Pass its '
+                 'training yml with --config, or put <checkpoint stem>.yml beside it')
     return LoadedModel(net=net.to(device).eval(), path=path, options=options, options_source=source, param_key=key)

@@ -14,7 +14,7 @@ from typing import Optional, Tuple
 
 from PIL import Image, TiffImagePlugin
 
-from ..cli.errors import UserError
+from ..errors import UserError
 
 EXIF_ORIENTATION = 0x0112
 MAX_FILE_BYTES = 2**31 - 1  # cv2.imdecode refuses buffers of 2 GiB or more

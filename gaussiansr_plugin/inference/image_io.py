@@ -15,8 +15,7 @@ import cv2
 import numpy as np
 
 from ..atomic_files import write_atomic
-from ..cli.errors import UserError
-from ..safe_load import first_line
+from ..errors import UserError, first_line
 from .image_header import ImageHeader, read_header
 
 # extension -> (pixel types the format stores, best first for float input; alpha channel supported)

@@ -6,8 +6,7 @@ memory the OS reports as available before anything runs. The estimate is derived
 
 - per LR pixel, while the encoder and the kernel choice run: ``ENCODER_MAPS`` feature maps of the encoder's width
   (input, output and residual of a block, the convolutions' buffers), the selection head's maps and the bicubic
-  stream (2.4 KB for the paper configuration; peak RSS on a CPU grew by 2.6 KB per LR pixel at x2, output
-  included);
+  stream (2.4 KB for the paper configuration);
 - per query of a chunk: the decoder's activations (``GaussianSR.query_bytes``) and the splat reference's window
   of (2r+1)^2 Gaussians with their feature slice and indices;
 - per output pixel, held whole whatever the tiling: ``OUTPUT_VALUES`` float32 values (the rendered tensor, the
@@ -19,9 +18,10 @@ from typing import Optional, Tuple
 
 from torch import nn
 
-from ..cli.errors import UserError
-from ..ops.splat.reference import DEFAULT_CHUNK as SPLAT_CHUNK
-from .upscaler import MIN_CHUNK, MIN_TILE, RenderPlan
+from ..archs.gaussiansr_arch import MIN_CHUNK_SIZE
+from ..errors import UserError
+from ..ops.splat.reference import DEFAULT_CHUNK_SIZE as SPLAT_CHUNK_SIZE
+from .upscaler import MIN_TILE, RenderPlan
 
 ENCODER_MAPS = 6
 OUTPUT_VALUES = 28
@@ -67,7 +67,7 @@ def lr_pixel_bytes(net: nn.Module) -> int:
 def query_bytes(net: nn.Module, chunk_size: int) -> int:
     """Bytes of one query chunk on the CPU: the decoder's activations and the splat reference's window."""
     window = (2 * net.radius + 1)**2 * (4 * (net.num_gaussian_channels + 8) + 8)
-    splatted = min(chunk_size, SPLAT_CHUNK) * window if getattr(net, 'head', None) is not None else 0
+    splatted = min(chunk_size, SPLAT_CHUNK_SIZE) * window if getattr(net, 'head', None) is not None else 0
     return chunk_size * net.query_bytes() + splatted
 
 
@@ -116,8 +116,8 @@ def fit_to_memory(net: nn.Module, lr_size: Tuple[int, int], out_size: Tuple[int,
     if need(plan) <= budget:
         return plan, ''
     fitted = plan
-    while need(fitted) > budget and fitted.chunk_size > MIN_CHUNK:
-        fitted = replace(fitted, chunk_size=max(MIN_CHUNK, fitted.chunk_size // 2))
+    while need(fitted) > budget and fitted.chunk_size > MIN_CHUNK_SIZE:
+        fitted = replace(fitted, chunk_size=max(MIN_CHUNK_SIZE, fitted.chunk_size // 2))
     tile = fitted.tile or max(lr_size)
     while need(fitted) > budget and tile > MIN_TILE:
         tile = max(MIN_TILE, tile // 2)

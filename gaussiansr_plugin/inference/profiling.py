@@ -1,5 +1,4 @@
 """Cost of a GaussianSR model: parameters per part, FLOPs (mmengine), latency and peak memory per scale."""
-import ctypes
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -7,15 +6,12 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
+from torch.profiler import ProfilerActivity, profile
 
 from ..archs.gaussian_util import output_size
 from ..archs.gaussiansr_arch import GaussianSR
-from ..safe_load import first_line
+from ..errors import first_line
 from .upscaler import RenderPlan, render
-
-_CLEAR_REFS = '/proc/self/clear_refs'
-_STATUS = '/proc/self/status'
-
 
 class UpsampleAt(nn.Module):
     """``net.upsample`` at a fixed output size, as a module whose ``forward`` takes only the LR image."""
@@ -98,46 +94,32 @@ def time_call(fn: Callable[[], object], device: torch.device, repeats: int, warm
     return statistics.median(times)
 
 
-def _status_kib(field_name: str) -> int:
-    with open(_STATUS) as f:
-        for line in f:
-            if line.startswith(field_name + ':'):
-                return int(line.split()[1])
-    raise OSError(f'{field_name} not in {_STATUS}')
-
-
-def _release_free_memory() -> None:
-    """Give memory freed by earlier runs back to the OS (glibc ``malloc_trim``), so the RSS peak of the next call
-    is not hidden by reuse of pages that are already resident; a no-op without glibc."""
-    try:
-        ctypes.CDLL('libc.so.6').malloc_trim(0)
-    except (OSError, AttributeError):
-        return
-
-
-def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> Optional[float]:
-    """Peak memory of one call of ``fn`` in MB.
-
-    CUDA: ``torch.cuda.max_memory_allocated`` above what was allocated before. CPU (Linux): the peak resident set
-    size above the size before the call (freed memory is first returned to the OS with ``malloc_trim``, then the peak
-    is reset through ``/proc/self/clear_refs``); None elsewhere.
-    """
-    if device.type == 'cuda':
-        _sync(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
+def _cpu_peak_bytes(fn: Callable[[], object]) -> int:
+    """Peak of the CPU memory torch's allocator holds during one call of ``fn``, above what it held before: the
+    running sum of the allocations and frees the torch profiler records (``profile_memory``)."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-        _sync(device)
-        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
-    _release_free_memory()
-    try:
-        with open(_CLEAR_REFS, 'w') as f:
-            f.write('5')  # resets VmHWM to the current RSS
-        base = _status_kib('VmRSS')
-        fn()
-        return max(0, _status_kib('VmHWM') - base) / 2**10
-    except OSError:
-        return None
+    events = [e for e in prof.profiler.kineto_results.events()
+              if e.name() == '[memory]' and e.device_type() == torch.autograd.DeviceType.CPU]
+    held = peak = 0
+    for event in sorted(events, key=lambda e: e.start_ns()):
+        held += event.nbytes()
+        peak = max(peak, held)
+    return peak
+
+
+def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float:
+    """Peak memory of one call of ``fn`` in MB, above what was allocated before, as torch reports it:
+    ``torch.cuda.max_memory_allocated`` on CUDA, the torch profiler's memory events on the CPU (tensors only, not
+    the interpreter or the allocator's cache)."""
+    if device.type != 'cuda':
+        return _cpu_peak_bytes(fn) / 2**20
+    _sync(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    fn()
+    _sync(device)
+    return (torch.cuda.max_memory_allocated(device) - base) / 2**20
 
 
 @dataclass
@@ -147,7 +129,7 @@ class ScaleCost:
     size: Tuple[int, int]
     flops: Flops
     latency_ms: float
-    peak_mb: Optional[float]
+    peak_mb: float
 
 
 def profile_scale(net: GaussianSR, lq: Tensor, scale: float, repeats: int) -> ScaleCost:

@@ -11,12 +11,11 @@ from torch import Tensor
 
 from basicsr.utils import get_root_logger
 from ..archs.gaussian_util import output_size
-from ..archs.gaussiansr_arch import GaussianSR
-from ..cli.errors import UserError
+from ..archs.gaussiansr_arch import MIN_CHUNK_SIZE, GaussianSR
+from ..errors import UserError
 from .image_io import Picture
 from .progress import ChunkProgress
 
-MIN_CHUNK = 4096  # smallest query chunk tried after out-of-memory errors, before tiling
 FIRST_TILE = 256  # LR tile side tried first when tiling is switched on after out-of-memory errors
 MIN_TILE = 32
 
@@ -73,8 +72,8 @@ class RenderPlan:
 
     def smaller(self, lr_size: Tuple[int, int]) -> Optional['RenderPlan']:
         """The next plan after an out-of-memory error: half the chunk, then tiles, then half the tile; or None."""
-        if self.chunk_size > MIN_CHUNK:
-            return replace(self, chunk_size=max(MIN_CHUNK, self.chunk_size // 2))
+        if self.chunk_size > MIN_CHUNK_SIZE:
+            return replace(self, chunk_size=max(MIN_CHUNK_SIZE, self.chunk_size // 2))
         if self.tile is None and max(lr_size) > MIN_TILE:
             return replace(self, tile=min(FIRST_TILE, max(MIN_TILE, max(lr_size) // 2)))
         if self.tile is not None and self.tile > MIN_TILE:

@@ -8,10 +8,7 @@ import numpy as np
 import torch
 
 from ..atomic_files import write_atomic
-
-
-class CheckpointWriteError(RuntimeError):
-    """A checkpoint or training state that cannot be written (a full disk, a read-only folder); one line."""
+from ..errors import CheckpointWriteError
 
 
 def atomic_torch_save(obj, path: str) -> None:

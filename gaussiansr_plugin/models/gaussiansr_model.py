@@ -14,12 +14,12 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from ..archs.gaussian_util import output_size
+from ..errors import CheckpointError, TrainingDiverged
 from ..option_checks import is_int_at_least
-from ..safe_load import (CheckpointError, checkpoint_network_options, describe_state_mismatch, non_finite_entries,
-                         safe_torch_load, strip_ddp_prefix)
+from ..safe_load import checkpoint_network_options, load_weights, read_checkpoint, strip_ddp_prefix
 from .checkpoint_io import atomic_torch_save, checkpoint_before, get_rng_state, set_rng_state
 from .option_sections import check_sections
-from .schedules import TrainingDiverged, resolve_crop_border, tau_at
+from .schedules import resolve_crop_border, tau_at
 
 
 def bank_lr_groups(net: torch.nn.Module, lr: float, mult: float) -> List[dict]:
@@ -47,11 +47,12 @@ class GaussianSRModel(SRModel):
     ``grad_clip`` (max gradient norm), ``tau_schedule`` ({start, end, iters, type: linear|exp}),
     ``max_nan_steps`` (consecutive non-finite steps skipped before stopping; default 10), ``bank_lr_mult`` (the Gaussian
     bank's learning rate as a multiple of ``optim_g.lr``, in its own parameter group; default 1). Extra ``val`` options:
-    ``query_chunk``, ``tile``, ``tile_overlap``; ``crop_border`` of a metric may be an int, ``scale`` or ``scale+N``.
+    ``chunk_size`` (formerly ``query_chunk``), ``tile``, ``tile_overlap``; ``crop_border`` of a metric may be an int,
+    ``scale`` or ``scale+N``.
     """
 
     def __init__(self, opt):
-        check_sections(opt)
+        self.val_opt = check_sections(opt)
         if not opt.get('is_train') and not (opt.get('path') or {}).get('pretrain_network_g'):
             get_root_logger().warning('path.pretrain_network_g is not set: testing a network with random weights')
         super().__init__(opt)
@@ -104,32 +105,32 @@ class GaussianSRModel(SRModel):
         with self._autocast():
             self.output = self.net_g(self.lq, self.coord, self.cell)
         l_pix = self.cri_pix(self.output.float(), self.gt_q)
-        loss_dict = OrderedDict(l_pix=l_pix)
-        if not self._finite_on_all_ranks(l_pix):
-            self._skip_step(current_iter, 'loss')
-            return
-        l_pix.backward()
-        if train_opt.get('grad_clip'):
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), float(train_opt['grad_clip']))
-        else:
-            grad_norm = torch.linalg.vector_norm(
-                torch.stack([p.grad.norm() for p in self.net_g.parameters() if p.grad is not None]))
-        if not torch.isfinite(grad_norm):  # DDP averaged the gradients: the same answer on every rank
-            self._skip_step(current_iter, 'gradient')
+        l_pix.backward()  # a non-finite loss gives non-finite gradients, which the skipped step drops
+        loss_ok, grads_ok = self._finite_on_all_ranks(l_pix, self._gradients_finite(train_opt.get('grad_clip')))
+        if not (loss_ok and grads_ok):
+            self._skip_step(current_iter, 'gradient' if loss_ok else 'loss')
             return
         self._nan_steps = 0
         self._last_finite_iter = current_iter
         self.optimizer_g.step()
-        self.log_dict = self.reduce_loss_dict(loss_dict)
+        self.log_dict = self.reduce_loss_dict(OrderedDict(l_pix=l_pix))
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
 
-    def _finite_on_all_ranks(self, loss: torch.Tensor) -> bool:
-        """Whether ``loss`` is finite on every rank (one all-reduce under DDP, so all ranks skip a step together)."""
-        finite = torch.isfinite(loss.detach()).all().float().reshape(1)
+    def _gradients_finite(self, grad_clip) -> torch.Tensor:
+        """Whether every gradient is finite, as a device tensor: from the clipped norm when ``grad_clip`` is set (the
+        norm is computed only then), else elementwise. DDP averaged the gradients: the same answer on every rank."""
+        if grad_clip:
+            return torch.isfinite(torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), float(grad_clip)))
+        return torch.stack([torch.isfinite(p.grad).all() for p in self.net_g.parameters() if p.grad is not None]).all()
+
+    def _finite_on_all_ranks(self, loss: torch.Tensor, grads_finite: torch.Tensor) -> List[bool]:
+        """[loss finite, gradients finite] on every rank: the step's one host sync (and, under DDP, one all-reduce),
+        so that all ranks skip a step together."""
+        flags = torch.stack([torch.isfinite(loss.detach()).all(), grads_finite]).float()
         if self.opt['dist']:
-            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-        return bool(finite.item())
+            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MIN)
+        return [bool(f) for f in flags.tolist()]
 
     def _skip_step(self, current_iter: int, what: str) -> None:
         """Drop a step with a non-finite loss or gradient; stop after ``max_nan_steps`` in a row.
@@ -169,7 +170,6 @@ class GaussianSRModel(SRModel):
         """Render the whole image at the item's scale (or the ground truth's size) in query chunks."""
         net = self._eval_net()
         was_training = net.training
-        val_opt = self.opt.get('val') or {}
         if hasattr(self, 'gt'):
             size = tuple(self.gt.shape[-2:])
         else:
@@ -177,8 +177,8 @@ class GaussianSRModel(SRModel):
         net.eval()
         with torch.no_grad():
             self.output = net.upsample(
-                self.lq, size, chunk_size=val_opt.get('query_chunk'), tile=val_opt.get('tile'),
-                tile_overlap=val_opt.get('tile_overlap', 16)).float()
+                self.lq, size, chunk_size=self.val_opt.get('chunk_size'), tile=self.val_opt.get('tile'),
+                tile_overlap=self.val_opt.get('tile_overlap', 16)).float()
         net.train(was_training)
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
@@ -191,11 +191,12 @@ class GaussianSRModel(SRModel):
         for metric_opt in resolved.values():
             if 'crop_border' in metric_opt:
                 metric_opt['crop_border'] = resolve_crop_border(metric_opt['crop_border'], scale)
-        self.opt['val']['metrics'] = resolved
+        run_opt = self.opt  # SRModel reads the metrics from self.opt: it sees a copy, the run's options stay intact
+        self.opt = {**run_opt, 'val': {**run_opt['val'], 'metrics': resolved}}
         try:
             super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
         finally:
-            self.opt['val']['metrics'] = metrics
+            self.opt = run_opt
 
     def load_network(self, net, load_path, strict=True, param_key='params'):
         """BasicSR's ``load_network`` (``param_key`` falls back to ``params``, DDP's ``module.`` is stripped), but
@@ -205,12 +206,7 @@ class GaussianSRModel(SRModel):
         """
         net = self.get_bare_model(net)
         what = f'path.pretrain_network_g {load_path}'
-        try:
-            checkpoint = safe_torch_load(load_path)
-        except CheckpointError as exc:
-            raise CheckpointError(f'path.pretrain_network_g: {exc}') from exc
-        if not isinstance(checkpoint, dict):
-            raise CheckpointError(f'{what} holds a {type(checkpoint).__name__}, not network weights')
+        checkpoint = read_checkpoint(load_path, 'path.pretrain_network_g')
         self._check_output_options(net, checkpoint, what)
         if param_key is not None:
             if param_key not in checkpoint and 'params' in checkpoint:
@@ -222,20 +218,12 @@ class GaussianSRModel(SRModel):
                                       f'{hint}')
             checkpoint = checkpoint[param_key]
         state = strip_ddp_prefix(checkpoint)
-        bad = non_finite_entries(state)
-        if bad:
-            raise CheckpointError(f'{what} holds non-finite weights (NaN or inf) in {bad}: a diverged or corrupt '
-                                  'checkpoint; use an earlier one')
         get_root_logger().info(
             f'Loading {net.__class__.__name__} model from {load_path}, with param key: [{param_key}].')
-        if strict:
-            mismatch = describe_state_mismatch(net.state_dict(), state)
-            if mismatch:
-                raise CheckpointError(f'{what} does not fit the {net.__class__.__name__} built from network_g: '
-                                      f'{mismatch} (another architecture or other network_g options?)')
-        else:
-            self._print_different_keys_loading(net, state, strict)
-        net.load_state_dict(state, strict=strict)
+        if not strict:
+            self._print_different_keys_loading(net, state, strict)  # renames keys of other shapes: not loaded
+        load_weights(net, state, what, f'the {net.__class__.__name__} built from network_g',
+                     ' (another architecture or other network_g options?)', strict)
 
     @staticmethod
     def _check_output_options(net, checkpoint: dict, what: str) -> None:

@@ -8,12 +8,15 @@ untrained model. Here each becomes one ``ValueError`` naming the option when the
 """
 from typing import Mapping
 
+from basicsr.utils import get_root_logger
 from ..option_checks import check_int_option, check_keys, is_number
 
 # SRModel's own keys (basicsr/models/sr_model.py, basicsr/train.py), then GaussianSRModel's
 TRAIN_KEYS = frozenset({'ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt',
                         'perceptual_opt', 'amp', 'grad_clip', 'tau_schedule', 'max_nan_steps', 'bank_lr_mult'})
-VAL_KEYS = frozenset({'val_freq', 'save_img', 'suffix', 'metrics', 'pbar', 'query_chunk', 'tile', 'tile_overlap'})
+VAL_KEYS = frozenset({'val_freq', 'save_img', 'suffix', 'metrics', 'pbar', 'chunk_size', 'tile', 'tile_overlap'})
+# old spellings of val keys: they keep working, with a warning, until the next release
+RENAMED_VAL_KEYS = {'query_chunk': 'chunk_size'}
 LOGGER_KEYS = frozenset({'print_freq', 'save_checkpoint_freq', 'use_tb_logger', 'wandb'})
 # what BasicSR reads or sets under path (parse_options, check_resume, the models); per-network keys by prefix
 PATH_KEYS = frozenset({'resume_state', 'ignore_resume_networks', 'experiments_root', 'models', 'training_states', 'log',
@@ -34,26 +37,43 @@ def _section(opt: Mapping, name: str) -> Mapping:
     return section or {}
 
 
-def check_sections(opt: Mapping) -> None:
+def val_options(opt: Mapping) -> dict:
+    """The ``val`` section with every old spelling (``RENAMED_VAL_KEYS``) under its current name, and one warning
+    line per old spelling used."""
+    val = dict(_section(opt, 'val'))
+    for old, new in RENAMED_VAL_KEYS.items():
+        if old not in val:
+            continue
+        if new in val:
+            raise ValueError(f'val.{old} is the old name of val.{new}: give only val.{new}')
+        get_root_logger().warning(f'val.{old} is deprecated: use val.{new} (the old name goes in the next release)')
+        val[new] = val.pop(old)
+    return val
+
+
+def check_sections(opt: Mapping) -> dict:
     """Raise a ``ValueError`` naming the option for unknown keys in ``train``, ``val``, ``logger`` and ``path`` (a
     misspelt ``pretrain_network_g`` would test random weights), missing keys
     BasicSR reads later, and values that are not numbers of the right range.
 
     Args:
         opt (Mapping): The parsed options of the run (``is_train`` tells training from testing).
+
+    Returns:
+        dict: The ``val`` section with current spellings (``val_options``).
     """
-    train, val, logger = _section(opt, 'train'), _section(opt, 'val'), _section(opt, 'logger')
+    train, val, logger = _section(opt, 'train'), val_options(opt), _section(opt, 'logger')
     check_keys(train, TRAIN_KEYS, 'train')
     check_keys(val, VAL_KEYS, 'val')
     check_keys(logger, LOGGER_KEYS, 'logger')
     check_keys(_section(opt, 'path'), PATH_KEYS, 'path', PATH_PREFIXES)
-    check_int_option('val.query_chunk', val.get('query_chunk'), 1)
+    check_int_option('val.chunk_size', val.get('chunk_size'), 1)
     check_int_option('val.tile', val.get('tile'), 1)
     check_int_option('val.tile_overlap', val.get('tile_overlap', 0), 0, optional=False)
     if opt.get('val') is not None and 'save_img' not in val:
         raise ValueError('missing option val.save_img (true or false)')
     if not opt.get('is_train'):
-        return
+        return val
     lr = (train.get('optim_g') or {}).get('lr')
     if not (is_number(lr) and lr > 0):
         hint = ' (YAML reads 1e-4 as text: write !!float 1e-4 or 1.0e-4)' if isinstance(lr, str) else ''
@@ -65,3 +85,4 @@ def check_sections(opt: Mapping) -> None:
     if opt.get('logger') is not None:
         _check_count('logger.print_freq', logger.get('print_freq'))
         _check_count('logger.save_checkpoint_freq', logger.get('save_checkpoint_freq'))
+    return val

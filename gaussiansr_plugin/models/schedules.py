@@ -3,10 +3,6 @@ import math
 from typing import Union
 
 
-class TrainingDiverged(RuntimeError):
-    """Too many consecutive non-finite steps; the launcher reports it as one line."""
-
-
 def tau_at(schedule: dict, current_iter: int) -> float:
     """Gumbel-softmax temperature at ``current_iter``: ``linear`` or ``exp``, ``start`` to ``end`` over ``iters``."""
     start = float(schedule.get('start', 1.0))

@@ -139,7 +139,7 @@ def test_encoder_pretrain_path(tmp_path, tiny_net_opt):
     net = build_network(dict(tiny_net_opt, encoder=enc))
     torch.testing.assert_close(net.encoder.conv_first.weight, src.encoder.conv_first.weight)
     bad = dict(tiny_net_opt['encoder'], num_feat=8, pretrain_path=str(path))
-    with pytest.raises(ValueError, match='does not match'):
+    with pytest.raises(ValueError, match='does not fit the encoder'):
         build_network(dict(tiny_net_opt, encoder=bad))
 
 
@@ -256,11 +256,10 @@ def test_splat_backend_option(tiny_net_opt, monkeypatch):
 
 def test_chunks_fit_free_gpu_memory(monkeypatch):
     """On a GPU short of free memory, chunks shrink so that those of the whole batch fit in half of it; never below
-    MIN_FITTED_CHUNK, never above the chunk asked for; the CPU and graph capture keep the chunk as asked."""
+    MIN_CHUNK_SIZE, never above the chunk asked for; the CPU and graph capture keep the chunk as asked."""
     import types
-    from gaussiansr_plugin.archs.gaussiansr_arch import MIN_FITTED_CHUNK
+    from gaussiansr_plugin.archs.gaussiansr_arch import MIN_CHUNK_SIZE
     net = ARCH_REGISTRY.get('GaussianSR')()
-    assert net.query_bytes() == 4 * (2 * 256 + 68 + 59 + 16)  # 2.6 KB, the slope measured on the H200
     assert net.fit_chunk_size(torch.rand(1, 3, 4, 4), 131072) == 131072
     lq = types.SimpleNamespace(is_cuda=True, shape=(2, 3, 64, 64), device='cuda:0')
     monkeypatch.setattr(torch.cuda, 'is_current_stream_capturing', lambda: False)
@@ -269,9 +268,40 @@ def test_chunks_fit_free_gpu_memory(monkeypatch):
     assert net.fit_chunk_size(lq, 131072) == 10000
     assert net.fit_chunk_size(lq, 5000) == 5000
     monkeypatch.setattr(torch.cuda, 'mem_get_info', lambda device=None: (1000, 10 ** 9))
-    assert net.fit_chunk_size(lq, 131072) == MIN_FITTED_CHUNK and net.fit_chunk_size(lq, 100) == 100
+    assert net.fit_chunk_size(lq, 131072) == MIN_CHUNK_SIZE and net.fit_chunk_size(lq, 100) == 100
     monkeypatch.setattr(torch.cuda, 'is_current_stream_capturing', lambda: True)
     assert net.fit_chunk_size(lq, 131072) == 131072
+
+
+def _decode_peak_bytes(net, queries: int) -> int:
+    """Peak CPU memory of decoding ``queries`` queries of one image, as the torch profiler reports it."""
+    from gaussiansr_plugin.inference.profiling import peak_memory_mb
+    lq = torch.rand(1, 3, 12, 12)
+    coord, cell = torch.rand(1, queries, 2) * 2 - 1, torch.full((1, queries, 2), 0.05)
+    with torch.no_grad():
+        feat = net.encode(lq)
+        params, side = net._splat_params(feat, net.gaussians(feat)), net._bicubic_stream(lq, feat)
+        return round(peak_memory_mb(lambda: net._query(feat, params, side, coord, cell), torch.device('cpu')) * 2**20)
+
+
+@pytest.mark.parametrize('options', [{}, {'residual': 'none', 'mlp_hidden': [64, 128]}])
+def test_query_bytes_bounds_the_measured_decode_peak(options):
+    """Without splatting (so without the CPU reference's window, which memory_plan adds) the derived bytes per query
+    bound the measured peak of decoding a chunk, and are not a loose guess (within 10%)."""
+    net = ARCH_REGISTRY.get('GaussianSR')(num_gaussian_channels=0, **options).eval()
+    queries = 5000
+    measured, derived = _decode_peak_bytes(net, queries), queries * net.query_bytes()
+    assert 0.9 * derived <= measured <= derived + 64, (measured, derived)  # + a few scalars per chunk
+    assert net.query_bytes(torch.bfloat16) < net.query_bytes() == net.query_bytes(torch.float32)
+
+
+@pytest.mark.parametrize('options', [{}, {'gabor_bands': 4}, {'kernel_refine': True, 'residual': 'none'}])
+def test_cpu_chunk_estimate_bounds_the_measured_decode_peak(options):
+    """memory_plan's chunk estimate (decoder + the reference splat's window) bounds the measured CPU peak."""
+    from gaussiansr_plugin.inference import memory_plan
+    net = ARCH_REGISTRY.get('GaussianSR')(**options).eval()
+    queries = 5000
+    assert _decode_peak_bytes(net, queries) <= memory_plan.query_bytes(net, queries)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from gaussiansr_plugin.cli import basicsr_cli
-from gaussiansr_plugin.cli.errors import UserError
+from gaussiansr_plugin.errors import UserError
 
 ENV = dict(os.environ, PYTHONUNBUFFERED='1', GAUSSIANSR_SPLAT='reference')
 

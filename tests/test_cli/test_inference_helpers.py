@@ -9,7 +9,7 @@ import yaml
 from PIL import Image
 
 from gaussiansr_plugin.archs.gaussiansr_arch import GaussianSR
-from gaussiansr_plugin.cli.errors import UserError
+from gaussiansr_plugin.errors import UserError
 from gaussiansr_plugin.inference import image_io
 from gaussiansr_plugin.inference.batch import folder_jobs, plan_jobs
 from gaussiansr_plugin.inference.checkpoint import load_model

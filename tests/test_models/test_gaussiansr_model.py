@@ -10,7 +10,7 @@ from shared_helpers import model_opt
 
 
 def _opt(tiny_net_opt, tmp_path, **train):
-    return dict(model_opt(tiny_net_opt, tmp_path, **train), val={'query_chunk': 50, 'val_freq': 1, 'save_img': False})
+    return dict(model_opt(tiny_net_opt, tmp_path, **train), val={'chunk_size': 50, 'val_freq': 1, 'save_img': False})
 
 
 def _batch(b=2, q=64, size=(40, 40)):
@@ -54,7 +54,7 @@ def test_bad_bank_lr_mult(tiny_net_opt, tmp_path, bad, net):
 
 
 def test_checkpoints_record_and_check_output_options(tiny_net_opt, tmp_path):
-    from gaussiansr_plugin.safe_load import CheckpointError
+    from gaussiansr_plugin.errors import CheckpointError
     model = build_model(_opt(dict(tiny_net_opt, gaussian_norm='peak'), tmp_path))
     model.save_network(model.net_g, 'net_g', 7)
     saved = torch.load(tmp_path / 'net_g_7.pth', weights_only=True)
@@ -92,3 +92,44 @@ def test_crop_border_rules(value, scale, expected):
 def test_bad_crop_border():
     with pytest.raises(ValueError, match='crop_border'):
         resolve_crop_border('half', 2)
+
+
+def test_gradient_norm_is_computed_only_with_clipping(tiny_net_opt, tmp_path, monkeypatch):
+    norms = []
+    clip = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, 'clip_grad_norm_', lambda *args, **kw: norms.append(1) or clip(*args, **kw))
+    for train, expected in (({}, []), ({'grad_clip': 1.0}, [1])):
+        norms.clear()
+        model = build_model(_opt(tiny_net_opt, tmp_path, **train))
+        model.feed_data(_batch())
+        with monkeypatch.context() as patch:
+            if not expected:
+                patch.setattr(torch.linalg, 'vector_norm', lambda *args, **kw: pytest.fail('a norm without clipping'))
+            model.optimize_parameters(1)
+        assert norms == expected and model._nan_steps == 0
+
+
+def test_validation_resolves_crop_border_without_changing_the_options(tiny_net_opt, tmp_path, monkeypatch):
+    import types
+    import basicsr.models.sr_model as sr_model
+    opt = _opt(tiny_net_opt, tmp_path)
+    opt['val']['metrics'] = {'psnr': {'type': 'calculate_psnr', 'crop_border': 'scale+6', 'test_y_channel': False}}
+    model = build_model(opt)
+    opt = model.opt
+    seen = []
+    monkeypatch.setattr(sr_model, 'calculate_metric', lambda data, metric_opt: seen.append(
+        (metric_opt['crop_border'], model.opt is opt, opt['val']['metrics']['psnr']['crop_border'])) or 30.0)
+    item = {'lq': torch.rand(1, 3, 10, 10), 'gt': torch.rand(1, 3, 30, 30), 'lq_path': ['a.png']}
+    dataset = types.SimpleNamespace(opt={'name': 'set', 'scale': 3})
+    model.nondist_validation(_Loader(dataset, [item]), 1, None, False)
+    assert seen == [(9, False, 'scale+6')] and model.opt is opt
+    assert opt['val']['metrics']['psnr']['crop_border'] == 'scale+6'
+
+
+class _Loader(list):
+    """A one-dataset validation loader: its items and ``dataset.opt``."""
+
+    def __init__(self, dataset, items):
+        super().__init__(items)
+        self.dataset = dataset
+

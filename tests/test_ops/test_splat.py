@@ -9,6 +9,7 @@ import torch
 import gaussiansr_plugin.ops.splat as splat_pkg
 from gaussiansr_plugin.ops.splat import splat, splat_reference
 from gaussiansr_plugin.ops.splat.reference import query_centres
+from shared_helpers import splat_inputs
 
 
 def naive_splat(feat, sigma, rho, opacity, coords, radius):
@@ -29,28 +30,16 @@ def naive_splat(feat, sigma, rho, opacity, coords, radius):
     return out
 
 
-def make_inputs(b=1, c=3, h=5, w=7, q=20, dtype=torch.float64, seed=0, requires_grad=False):
-    """Random valid inputs; coords cover [-1.1, 1.1] so some windows leave the image."""
-    gen = torch.Generator().manual_seed(seed)
-    feat = torch.randn(b, c, h, w, generator=gen, dtype=dtype)
-    sigma = 0.4 + 1.2 * torch.rand(b, 2, h, w, generator=gen, dtype=dtype)
-    rho = 1.6 * torch.rand(b, 1, h, w, generator=gen, dtype=dtype) - 0.8
-    opacity = torch.rand(b, 1, h, w, generator=gen, dtype=dtype)
-    coords = 2.2 * torch.rand(b, q, 2, generator=gen, dtype=dtype) - 1.1
-    leaves = [t.requires_grad_(requires_grad) for t in (feat, sigma, rho, opacity)]
-    return (*leaves, coords)
-
-
 @pytest.mark.parametrize('b,c,h,w,radius', [(1, 1, 5, 7, 1), (2, 3, 6, 4, 2), (1, 64, 4, 4, 3), (1, 2, 9, 3, 4),
                                             (1, 4, 3, 11, 5), (2, 2, 5, 5, 0)])
 def test_reference_matches_naive_formula(b, c, h, w, radius):
-    inputs = make_inputs(b, c, h, w, q=12, seed=b * 100 + c + radius)
+    inputs = splat_inputs(b, c, h, w, q=12, seed=b * 100 + c + radius)
     torch.testing.assert_close(splat_reference(*inputs, radius), naive_splat(*inputs, radius), rtol=1e-12, atol=1e-12)
 
 
 def test_borders_and_corners_tie_to_pixel_below_right():
     h, w = 4, 6
-    feat, sigma, rho, opacity, _ = make_inputs(1, 2, h, w)
+    feat, sigma, rho, opacity, _ = splat_inputs(1, 2, h, w)
     ys = torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0], dtype=torch.float64)  # multiples of 2/h: pixel borders, ends
     xs = torch.tensor([-1.0, -1 + 2 / 3, 1 / 3, 1.0], dtype=torch.float64)  # multiples of 2/w (exact in binary)
     coords = torch.stack(torch.meshgrid(ys, xs, indexing='ij'), -1).reshape(1, -1, 2)
@@ -69,13 +58,13 @@ def test_borders_and_corners_tie_to_pixel_below_right():
 @pytest.mark.gradcheck
 @pytest.mark.parametrize('radius', [1, 2])
 def test_reference_gradcheck(radius):
-    inputs = make_inputs(1, 2, 4, 5, q=6, seed=radius, requires_grad=True)
+    inputs = splat_inputs(1, 2, 4, 5, q=6, seed=radius, requires_grad=True)
     assert torch.autograd.gradcheck(lambda *t: splat_reference(*t, inputs[-1], radius), inputs[:4])
 
 
 @pytest.mark.gradcheck
 def test_dispatcher_gradcheck_and_no_coords_grad():
-    feat, sigma, rho, opacity, coords = make_inputs(2, 1, 3, 4, q=5, seed=3, requires_grad=True)
+    feat, sigma, rho, opacity, coords = splat_inputs(2, 1, 3, 4, q=5, seed=3, requires_grad=True)
     assert torch.autograd.gradcheck(lambda *t: splat(*t, coords, 1), (feat, sigma, rho, opacity))
     coords.requires_grad_(True)
     splat(feat, sigma, rho, opacity, coords, 1).sum().backward()
@@ -83,14 +72,14 @@ def test_dispatcher_gradcheck_and_no_coords_grad():
 
 
 def test_batch_items_are_independent():
-    inputs = make_inputs(3, 4, 5, 6, q=15, seed=7)
+    inputs = splat_inputs(3, 4, 5, 6, q=15, seed=7)
     out = splat(*inputs, radius=2)
     for b in range(3):
         torch.testing.assert_close(out[b:b + 1], splat(*(t[b:b + 1] for t in inputs), radius=2))
 
 
 def test_zero_queries_give_empty_output_and_zero_grads():
-    feat, sigma, rho, opacity, _ = make_inputs(2, 3, 4, 4, requires_grad=True)
+    feat, sigma, rho, opacity, _ = splat_inputs(2, 3, 4, 4, requires_grad=True)
     out = splat(feat, sigma, rho, opacity, torch.zeros(2, 0, 2, dtype=torch.float64), 3)
     assert out.shape == (2, 0, 3)
     grads = torch.autograd.grad(out.sum(), (feat, sigma, rho, opacity))
@@ -98,9 +87,9 @@ def test_zero_queries_give_empty_output_and_zero_grads():
 
 
 def test_chunking_does_not_change_the_result():
-    inputs = make_inputs(2, 5, 6, 7, q=50, seed=11, requires_grad=True)
+    inputs = splat_inputs(2, 5, 6, 7, q=50, seed=11, requires_grad=True)
     big = splat_reference(*inputs, 3)
-    small = splat_reference(*inputs, 3, chunk=7)
+    small = splat_reference(*inputs, 3, chunk_size=7)
     torch.testing.assert_close(small, big, rtol=1e-14, atol=1e-14)
     g = torch.randn_like(big)
     for a, b in zip(torch.autograd.grad(big, inputs[:4], g), torch.autograd.grad(small, inputs[:4], g)):
@@ -109,7 +98,7 @@ def test_chunking_does_not_change_the_result():
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
 def test_half_inputs_compute_in_float32(dtype):
-    inputs = [t.to(dtype) for t in make_inputs(1, 8, 6, 6, q=30, seed=5)]
+    inputs = [t.to(dtype) for t in splat_inputs(1, 8, 6, 6, q=30, seed=5)]
     out = splat(*inputs, radius=3)
     assert out.dtype == dtype
     ref = splat(*(t.float() for t in inputs), radius=3)
@@ -136,7 +125,7 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize('name,value,error,match', BAD_INPUTS)
 def test_validation_errors_name_the_argument(name, value, error, match):
-    args = dict(zip(('feat', 'sigma', 'rho', 'opacity', 'coords'), make_inputs(1, 3, 4, 5, dtype=torch.float32)))
+    args = dict(zip(('feat', 'sigma', 'rho', 'opacity', 'coords'), splat_inputs(1, 3, 4, 5, dtype=torch.float32)))
     args['radius'] = 3
     args[name] = value
     with pytest.raises(error, match=match):
@@ -146,7 +135,7 @@ def test_validation_errors_name_the_argument(name, value, error, match):
 def test_env_reference_never_loads_the_extension(monkeypatch):
     monkeypatch.setattr(splat_pkg, 'load_ext', lambda: pytest.fail('load_ext called'))
     monkeypatch.setenv('GAUSSIANSR_SPLAT', 'reference')
-    inputs = make_inputs(1, 2, 4, 4, dtype=torch.float32)
+    inputs = splat_inputs(1, 2, 4, 4, dtype=torch.float32)
     torch.testing.assert_close(splat(*inputs, radius=2), splat_reference(*inputs, 2))
     monkeypatch.setenv('GAUSSIANSR_SPLAT', 'REFERENCE ')
     assert splat_pkg.resolve_backend() == 'reference'
@@ -154,7 +143,7 @@ def test_env_reference_never_loads_the_extension(monkeypatch):
 
 
 def test_bad_backend_names_raise(monkeypatch):
-    inputs = make_inputs(1, 2, 4, 4, dtype=torch.float32)
+    inputs = splat_inputs(1, 2, 4, 4, dtype=torch.float32)
     with pytest.raises(ValueError, match='backend must be one of'):
         splat(*inputs, backend='torch')
     monkeypatch.setenv('GAUSSIANSR_SPLAT', 'gpu')
@@ -166,7 +155,7 @@ def test_forced_cuda_without_extension_raises_chained(monkeypatch):
     cause = ImportError('no compiler here')
     monkeypatch.setattr(splat_pkg, 'load_ext', lambda: (None, cause))
     with pytest.raises(RuntimeError, match='CUDA extension is unavailable') as info:
-        splat(*make_inputs(1, 2, 4, 4, dtype=torch.float32), backend='cuda')
+        splat(*splat_inputs(1, 2, 4, 4, dtype=torch.float32), backend='cuda')
     assert info.value.__cause__ is cause
 
 
@@ -174,7 +163,7 @@ def test_forced_cuda_without_extension_raises_chained(monkeypatch):
 def test_forced_cuda_without_gpu_raises_clear_error(monkeypatch):
     monkeypatch.setenv('GAUSSIANSR_SPLAT', 'cuda')
     with pytest.raises((RuntimeError, ValueError), match='CUDA') as info:
-        splat(*make_inputs(1, 2, 4, 4, dtype=torch.float32))
+        splat(*splat_inputs(1, 2, 4, 4, dtype=torch.float32))
     assert info.type is ValueError or 'CUDA is not available' in str(info.value.__cause__)
 
 
@@ -200,7 +189,7 @@ def test_cpu_inputs_neither_load_the_extension_nor_warn(monkeypatch):
     monkeypatch.delenv('GAUSSIANSR_SPLAT', raising=False)
     monkeypatch.setattr(splat_pkg, 'load_ext', unexpected)
     monkeypatch.setattr(splat_pkg, '_warn_fallback', unexpected)
-    inputs = make_inputs(1, 2, 4, 4, dtype=torch.float32)
+    inputs = splat_inputs(1, 2, 4, 4, dtype=torch.float32)
     torch.testing.assert_close(splat(*inputs), splat(*inputs, backend='reference'))
 
 

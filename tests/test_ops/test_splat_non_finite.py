@@ -5,18 +5,9 @@ import torch
 
 from gaussiansr_plugin.ops.splat import splat
 from gaussiansr_plugin.ops.splat.reference import query_centres, splat_reference
+from shared_helpers import splat_inputs
 
 BAD_COORDS = [float('nan'), float('inf'), -float('inf'), 1e30, -1e30]
-
-
-def make_inputs(b=2, c=3, h=6, w=5, q=40, seed=0, dtype=torch.float64):
-    gen = torch.Generator().manual_seed(seed)
-    feat = torch.randn(b, c, h, w, generator=gen, dtype=dtype)
-    sigma = 0.4 + 1.2 * torch.rand(b, 2, h, w, generator=gen, dtype=dtype)
-    rho = 1.6 * torch.rand(b, 1, h, w, generator=gen, dtype=dtype) - 0.8
-    opacity = torch.rand(b, 1, h, w, generator=gen, dtype=dtype)
-    coords = 2.2 * torch.rand(b, q, 2, generator=gen, dtype=dtype) - 1.1
-    return feat, sigma, rho, opacity, coords
 
 
 def reaches(coords, h, w, radius, i, j):
@@ -28,7 +19,7 @@ def reaches(coords, h, w, radius, i, j):
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 @pytest.mark.parametrize('fn', [splat_reference, splat], ids=['reference', 'dispatcher'])
 def test_queries_with_non_finite_coordinates_return_zero_and_no_gradient(fn, dtype):
-    feat, sigma, rho, opacity, coords = make_inputs(dtype=dtype)
+    feat, sigma, rho, opacity, coords = splat_inputs(2, 3, 6, 5, q=40, dtype=dtype)
     bad = coords.clone()
     for k, value in enumerate(BAD_COORDS):
         bad[0, k, k % 2] = value
@@ -50,7 +41,7 @@ def test_queries_with_non_finite_coordinates_return_zero_and_no_gradient(fn, dty
 @pytest.mark.parametrize('name, value', [('sigma', 0.0), ('sigma', -1.0), ('sigma', float('inf')), ('rho', 1.0),
                                          ('rho', float('nan')), ('opacity', float('nan')), ('opacity', float('inf'))])
 def test_an_invalid_gaussian_is_nan_exactly_where_its_window_reaches(fn, name, value):
-    inputs = dict(zip(('feat', 'sigma', 'rho', 'opacity', 'coords'), make_inputs()))
+    inputs = dict(zip(('feat', 'sigma', 'rho', 'opacity', 'coords'), splat_inputs(2, 3, 6, 5, q=40)))
     inputs[name][0, 0, 2, 1] = value
     out = fn(*inputs.values(), 1)
     reached = reaches(inputs['coords'], 6, 5, 1, 2, 1)
@@ -60,7 +51,7 @@ def test_an_invalid_gaussian_is_nan_exactly_where_its_window_reaches(fn, name, v
 
 
 def test_a_non_finite_feature_spoils_its_channel_where_its_window_reaches():
-    feat, sigma, rho, opacity, coords = make_inputs()
+    feat, sigma, rho, opacity, coords = splat_inputs(2, 3, 6, 5, q=40)
     feat[0, 1, 3, 3] = float('inf')
     out = splat(feat, sigma, rho, opacity, coords, 1)
     reached = reaches(coords, 6, 5, 1, 3, 3)

@@ -11,7 +11,7 @@ from basicsr.models import build_model
 from basicsr.utils.misc import check_resume
 from gaussiansr_plugin.archs.gaussiansr_arch import GaussianSR
 from gaussiansr_plugin.cli import basicsr_fixes
-from gaussiansr_plugin.cli.errors import UserError
+from gaussiansr_plugin.errors import UserError
 from gaussiansr_plugin.inference.checkpoint import DEFAULT_MODEL, load_model
 from shared_helpers import model_opt
 

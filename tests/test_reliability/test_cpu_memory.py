@@ -7,24 +7,25 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gaussiansr_plugin.cli.errors import UserError
+from gaussiansr_plugin.errors import UserError
 from gaussiansr_plugin.inference import image_io, memory_plan
 from gaussiansr_plugin.inference.memory_plan import estimate_bytes
 from gaussiansr_plugin.inference.upscaler import RenderPlan
-from shared_helpers import cli
+from shared_helpers import cli, messages
 
 
 def test_large_estimate_tiles_automatically_with_the_same_result(tmp_path, tiny_checkpoint, capsys, monkeypatch):
     path, net = tiny_checkpoint
     src = str(tmp_path / 'in.png')  # odd sizes: no HR centre on an LR border, where tiles could round differently
     cv2.imwrite(src, np.random.default_rng(0).integers(0, 255, (161, 127, 3), dtype=np.uint8))
-    smallest_untiled = estimate_bytes(net, (161, 127), (322, 254), memory_plan.MIN_CHUNK)
+    smallest_untiled = estimate_bytes(net, (161, 127), (322, 254), memory_plan.MIN_CHUNK_SIZE)
     assert cli('upscale', src, tmp_path / 'full.png', '--scale', 2, '--model', path, '--device', 'cpu') == 0
     capsys.readouterr()  # the first run's progress bar
     monkeypatch.setattr(memory_plan, 'available_memory', lambda: int(smallest_untiled * 0.9))  # fits only in tiles
     assert cli('upscale', src, tmp_path / 'tiled.png', '--scale', 2, '--model', path, '--device', 'cpu') == 0
-    err = capsys.readouterr().err
+    err = messages(capsys.readouterr().err)
     assert err.startswith(f'warning: {tmp_path}/tiled.png: the estimated ') and '-pixel tiles' in err, err
+    assert err.count('\n') == 1
     full, tiled = (cv2.imread(str(tmp_path / n)).astype(int) for n in ('full.png', 'tiled.png'))
     assert np.abs(full - tiled).max() <= 1
 

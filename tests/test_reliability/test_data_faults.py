@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from basicsr.utils.lmdb_util import make_lmdb_from_imgs
 from basicsr.utils.registry import DATASET_REGISTRY
-from gaussiansr_plugin.data.errors import DataError, MissingImageError, one_line
+from gaussiansr_plugin.errors import DataError, MissingImageError, first_line
 
 ENV = dict(os.environ, PYTHONUNBUFFERED='1', GAUSSIANSR_SPLAT='reference')
 
@@ -86,14 +86,14 @@ def test_too_small_image_and_missing_file_name_the_file(train_dir):
 
 
 def test_workers_reraise_the_error_with_the_file_name(train_dir):
-    """With 2 DataLoader workers the error reaches the main process (no hang) and ``one_line`` recovers it."""
+    """With 2 DataLoader workers the error reaches the main process (no hang) and ``first_line`` recovers it."""
     (train_dir / 'truncated.png').write_bytes(_bad_files()['truncated.png'])
     ds = _build(_train_opt(train_dir))
     loader = DataLoader(ds, batch_size=1, num_workers=2, sampler=[_index(ds, 'truncated.png')] * 4)
     with pytest.raises(DataError) as info:
         list(loader)
     assert 'DataLoader worker' in str(info.value)  # PyTorch's wrapped message, with the worker traceback
-    assert one_line(info.value) == f'cannot decode image {train_dir / "truncated.png"}: truncated PNG (no IEND chunk)'
+    assert first_line(info.value) == f'cannot decode image {train_dir / "truncated.png"}: truncated PNG (no IEND chunk)'
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ import torch
 from gaussiansr_plugin.atomic_files import temp_path_for
 from gaussiansr_plugin.cli import basicsr_cli
 from gaussiansr_plugin.inference.image_io import Picture, write_image
-from gaussiansr_plugin.models.checkpoint_io import CheckpointWriteError, atomic_torch_save
+from gaussiansr_plugin.errors import CheckpointWriteError
+from gaussiansr_plugin.models.checkpoint_io import atomic_torch_save
 
 
 def _dead_pid() -> int:

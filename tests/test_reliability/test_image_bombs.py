@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from gaussiansr_plugin.cli.errors import UserError
+from gaussiansr_plugin.errors import UserError
 from gaussiansr_plugin.inference.image_header import read_header
 from gaussiansr_plugin.inference.image_io import decode
 from shared_helpers import cli

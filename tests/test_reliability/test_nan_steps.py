@@ -11,7 +11,7 @@ import torch
 from basicsr.models import build_model
 from basicsr.utils import MessageLogger
 from gaussiansr_plugin.archs.gaussian_util import make_cell, make_coord
-from gaussiansr_plugin.models.schedules import TrainingDiverged
+from gaussiansr_plugin.errors import TrainingDiverged
 from shared_helpers import model_opt
 
 ENV = dict(os.environ, PYTHONUNBUFFERED='1', GAUSSIANSR_SPLAT='reference')

@@ -7,9 +7,9 @@ import torch
 from basicsr.models import build_model
 from gaussiansr_plugin.archs.gaussiansr_arch import GaussianSR
 from gaussiansr_plugin.cli import basicsr_fixes
-from gaussiansr_plugin.cli.errors import UserError
+from gaussiansr_plugin.errors import UserError
 from gaussiansr_plugin.inference.checkpoint import load_model
-from shared_helpers import cli, model_opt, without_progress
+from shared_helpers import cli, messages, model_opt
 
 BUILD_MODEL = basicsr_fixes.as_user_errors(build_model, basicsr_fixes._model_context)
 
@@ -50,7 +50,7 @@ def test_non_finite_outputs_are_refused_before_writing(tiny_checkpoint, tmp_path
     src, out = tmp_path / 'in.png', tmp_path / 'out.png'
     cv2.imwrite(str(src), np.random.default_rng(0).integers(0, 255, (6, 6, 3), dtype=np.uint8))
     assert cli('upscale', src, out, '--scale', 2, '--model', path, '--device', 'cpu') == 2
-    err = without_progress(capsys.readouterr().err)
+    err = messages(capsys.readouterr().err)
     assert err == ('error: the network produced non-finite values (NaN or inf): the model is broken (weights too '
                    'large or a diverged training); nothing was written\n')
     assert sorted(p.name for p in tmp_path.iterdir()) == ['in.png', 'overflows.pth', 'tiny.pth']

@@ -6,7 +6,7 @@ import torch
 from basicsr.models import build_model
 from gaussiansr_plugin.archs.gaussiansr_arch import GaussianSR
 from gaussiansr_plugin.cli import basicsr_fixes
-from gaussiansr_plugin.cli.errors import UserError
+from gaussiansr_plugin.errors import UserError
 from shared_helpers import model_opt
 
 BUILD_MODEL = basicsr_fixes.as_user_errors(build_model, basicsr_fixes._model_context)
@@ -72,8 +72,8 @@ def _opt(tiny_net_opt, tmp_path, section, values, is_train=True):
 
 
 @pytest.mark.parametrize('section, values, expected', [
-    ('val', {'query_chunk': -1}, 'val.query_chunk must be an int >= 1 (or null), got -1'),
-    ('val', {'query_chunk': 'big'}, "val.query_chunk must be an int >= 1 (or null), got 'big'"),
+    ('val', {'chunk_size': -1}, 'val.chunk_size must be an int >= 1 (or null), got -1'),
+    ('val', {'query_chunk': 'big'}, "val.chunk_size must be an int >= 1 (or null), got 'big'"),
     ('val', {'tile': -3}, 'val.tile must be an int >= 1 (or null), got -3'),
     ('val', {'tile_overlap': -1}, 'val.tile_overlap must be an int >= 0, got -1'),
     ('val', {'val_frq': 5}, "val: unknown option(s) 'val_frq' (did you mean 'val_freq'?)"),

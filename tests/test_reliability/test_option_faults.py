@@ -13,7 +13,7 @@ from basicsr.data import build_dataset
 from basicsr.models import build_model
 from basicsr.utils.registry import ARCH_REGISTRY
 from gaussiansr_plugin.cli import basicsr_fixes
-from gaussiansr_plugin.cli.errors import UserError
+from gaussiansr_plugin.errors import UserError
 from gaussiansr_plugin.option_checks import BASICSR_DATASET_KEYS
 
 ENV = dict(os.environ, PYTHONUNBUFFERED='1', GAUSSIANSR_SPLAT='reference')

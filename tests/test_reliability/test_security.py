@@ -13,9 +13,9 @@ from packaging import version
 
 from gaussiansr_plugin.archs.encoders import build_encoder
 from gaussiansr_plugin.cli import basicsr_fixes
-from gaussiansr_plugin.cli.errors import UserError
+from gaussiansr_plugin.errors import CheckpointError, UserError
 from gaussiansr_plugin.inference.batch import check_destination, folder_jobs
-from gaussiansr_plugin.safe_load import CheckpointError, safe_torch_load
+from gaussiansr_plugin.safe_load import safe_torch_load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, PYTHONUNBUFFERED='1', GAUSSIANSR_SPLAT='reference')

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from basicsr.data import build_dataset
-from gaussiansr_plugin.data.errors import DataError
+from gaussiansr_plugin.errors import DataError
 
 ENV = dict(os.environ, PYTHONUNBUFFERED='1', GAUSSIANSR_SPLAT='reference')
 

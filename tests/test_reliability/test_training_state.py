@@ -40,14 +40,16 @@ def _rank(rank, init_file, losses, results):
     dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=2)
     try:
         model = SimpleNamespace(opt={'dist': True})
-        results.put((rank, [GaussianSRModel._finite_on_all_ranks(model, torch.tensor(v)) for v in losses[rank]]))
+        grads_finite = torch.tensor(True)
+        results.put((rank, [GaussianSRModel._finite_on_all_ranks(model, torch.tensor(v), grads_finite)[0]
+                            for v in losses[rank]]))
     finally:
         dist.destroy_process_group()
 
 
 def test_ddp_ranks_agree_on_skipping_a_step(tmp_path):
     """Rank 0 sees a NaN loss in step 1, rank 1 an inf in step 3: both ranks skip steps 1 and 3 (a rank that skipped
-    backward alone would leave the other waiting in DDP's gradient all-reduce)."""
+    a step alone would train other weights than the others from then on)."""
     losses = {0: [float('nan'), 0.5, 0.5], 1: [0.5, 0.5, float('inf')]}
     ctx = mp.get_context('fork')
     results = ctx.SimpleQueue()

@@ -23,14 +23,14 @@ def test_bench_cpu_json_and_table(tmp_path):
 def test_plot_bench_from_recorded_json(tmp_path):
     png = tmp_path / 'scaling.png'
     subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'plot_bench.py'),
-                    os.path.join(ROOT, 'docs', 'logs', 'bench_h200_2026-11-29.json'), str(png)], check=True)
+                    os.path.join(ROOT, 'docs', 'logs', 'model_h200_2026-11-29', 'bench.json'), str(png)], check=True)
     assert png.stat().st_size > 10000
 
 
 def test_bench_query_parts_cpu_smoke(tmp_path):
     out = tmp_path / 'parts.json'
     cmd = [sys.executable, os.path.join(ROOT, 'scripts', 'bench_query_parts.py'), '--device', 'cpu', '--lr', '12',
-           '--scale', '3', '--chunk', '300', '--reps', '1', '--inner', '1', '--json', str(out)]
+           '--scale', '3', '--chunk-size', '300', '--reps', '1', '--inner', '1', '--json', str(out)]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(out.read_text())

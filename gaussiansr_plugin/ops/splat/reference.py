@@ -1,8 +1,8 @@
 """Pure-PyTorch reference of the splat op: the oracle for tests and the CPU path.
 
-Memory: the queries are processed in chunks of ``chunk`` queries; one chunk materialises about
-``chunk * (2r+1)^2 * (C + 8)`` values of the compute dtype (plus int64 indices), so a forward under
-``torch.no_grad()`` needs O(chunk) extra memory whatever Q is. With autograd the per-chunk tensors are kept
+Memory: the queries are processed in chunks of ``chunk_size`` queries; one chunk materialises about
+``chunk_size * (2r+1)^2 * (C + 8)`` values of the compute dtype (plus int64 indices), so a forward under
+``torch.no_grad()`` needs O(chunk_size) extra memory whatever Q is. With autograd the per-chunk tensors are kept
 for the backward pass, i.e. O(Q * (2r+1)^2 * (C + 8)).
 """
 from typing import Tuple
@@ -10,7 +10,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-DEFAULT_CHUNK = 65536
+DEFAULT_CHUNK_SIZE = 65536
 
 
 def mark_invalid_gaussians(sigma: Tensor, rho: Tensor, opacity: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
@@ -71,7 +71,7 @@ def splat_reference(feat: Tensor,  # [B, C, h, w]
                     opacity: Tensor,  # [B, 1, h, w]
                     coords: Tensor,  # [B, Q, 2]
                     radius: int = 3,
-                    chunk: int = DEFAULT_CHUNK) -> Tensor:  # [B, Q, C]
+                    chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:  # [B, Q, C]
     """Splat LR Gaussians at continuous query positions (see ``gaussiansr_plugin.ops.splat.splat``, also for the
     behaviour on non-finite inputs).
 
@@ -88,7 +88,6 @@ def splat_reference(feat: Tensor,  # [B, C, h, w]
     q = coords.shape[1]
     if q == 0:
         return feat_t.new_zeros(b, 0, c) + 0 * feat_t.sum() + 0 * params_t.sum()
-    outs = [
-        _splat_chunk(feat_t, params_t, coords[:, i:i + chunk], h, w, radius) for i in range(0, q, max(1, chunk))
-    ]
+    step = max(1, chunk_size)
+    outs = [_splat_chunk(feat_t, params_t, coords[:, i:i + step], h, w, radius) for i in range(0, q, step)]
     return torch.cat(outs, dim=1)
