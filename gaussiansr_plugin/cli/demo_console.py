@@ -40,8 +40,8 @@ def training_progress(total_iter: int) -> Iterator[None]:
         reported iteration."""
 
         def __init__(self, opt: dict, start_iter: int = 1, tb_logger=None) -> None:
-            super().__init__(opt, start_iter, tb_logger)
-            bars.append(tqdm(total=total_iter, initial=start_iter - 1, desc='training', unit='iter', file=sys.stderr,
+            super().__init__(opt, start_iter, tb_logger)  # train_pipeline passes the iterations done: 0, or resumed
+            bars.append(tqdm(total=total_iter, initial=start_iter, desc='training', unit='iter', file=sys.stderr,
                              dynamic_ncols=True))
 
         def __call__(self, log_vars: dict) -> None:
