@@ -11,10 +11,33 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+RHO_MAX = 0.99  # |rho| < 1 keeps every covariance positive definite
+_EPS = 1e-6
+
+
+def constrain(raw: Tensor, sigma_range: Tuple[float, float]) -> Tensor:
+    """Unconstrained kernel parameters -> (sigma_y, sigma_x, rho, opacity) along dim 1 ([K, 4] or [B, 4, h, w]):
+    sigma = lo + (hi - lo) * sigmoid(.), rho = RHO_MAX * tanh(.), opacity = sigmoid(.)."""
+    lo, hi = sigma_range
+    sigma = lo + (hi - lo) * torch.sigmoid(raw[:, :2])
+    rho = RHO_MAX * torch.tanh(raw[:, 2:3])
+    opacity = torch.sigmoid(raw[:, 3:4])
+    return torch.cat([sigma, rho, opacity], dim=1)
+
+
+def unconstrain(kernels: Tensor, sigma_range: Tuple[float, float]) -> Tensor:
+    """The inverse of ``constrain`` (values at the bounds are moved inside them by 1e-6 first)."""
+    lo, hi = sigma_range
+    sigma = torch.logit(((kernels[:, :2] - lo) / (hi - lo)).clamp(_EPS, 1 - _EPS))
+    rho = torch.atanh((kernels[:, 2:3] / RHO_MAX).clamp(-1 + _EPS, 1 - _EPS))
+    opacity = torch.logit(kernels[:, 3:4].clamp(_EPS, 1 - _EPS))
+    return torch.cat([sigma, rho, opacity], dim=1)
+
+
 class GaussianBank(nn.Module):
     """K learnable 2D Gaussian kernels theta_k = (sigma_y, sigma_x, rho, opacity), stored unconstrained.
 
-    Constraints: sigma = lo + (hi - lo) * sigmoid(.), rho = 0.99 * tanh(.), opacity = sigmoid(.).
+    Constraints: ``constrain``.
     Initialisation: (sigma_y, sigma_x) on a grid over ``sigma_range``, rho = 0, opacity = 0.95.
 
     Args:
@@ -38,10 +61,7 @@ class GaussianBank(nn.Module):
 
     def forward(self) -> Tensor:
         """Constrained kernels, [K, 4]: sigma_y, sigma_x, rho, opacity."""
-        sigma = self.sigma_low + (self.sigma_high - self.sigma_low) * torch.sigmoid(self.raw[:, :2])
-        rho = 0.99 * torch.tanh(self.raw[:, 2:3])
-        opacity = torch.sigmoid(self.raw[:, 3:4])
-        return torch.cat([sigma, rho, opacity], dim=1)
+        return constrain(self.raw, (self.sigma_low, self.sigma_high))
 
 
 class GaussianHead(nn.Module):
@@ -69,15 +89,9 @@ class GaussianHead(nn.Module):
 
 
 def refine_kernels(kernels: Tensor, offset: Tensor, sigma_range: Tuple[float, float]) -> Tensor:
-    """Per-pixel kernels moved by ``offset`` in the bank's unconstrained space (the same constraints as
-    ``GaussianBank``), so a refined kernel stays valid: [B, 4, h, w] + [B, 4, h, w] -> [B, 4, h, w]."""
-    lo, hi = sigma_range
-    eps = 1e-6
-    sigma = ((kernels[:, :2] - lo) / (hi - lo)).clamp(eps, 1 - eps)
-    sigma = lo + (hi - lo) * torch.sigmoid(torch.logit(sigma) + offset[:, :2])
-    rho = 0.99 * torch.tanh(torch.atanh((kernels[:, 2:3] / 0.99).clamp(-1 + eps, 1 - eps)) + offset[:, 2:3])
-    opacity = torch.sigmoid(torch.logit(kernels[:, 3:4].clamp(eps, 1 - eps)) + offset[:, 3:4])
-    return torch.cat([sigma, rho, opacity], dim=1)
+    """Per-pixel kernels moved by ``offset`` in the bank's unconstrained space, so a refined kernel stays valid:
+    [B, 4, h, w] + [B, 4, h, w] -> [B, 4, h, w]."""
+    return constrain(unconstrain(kernels, sigma_range) + offset, sigma_range)
 
 
 def select_kernels(logits: Tensor, bank: Tensor, training: bool, tau: float = 1.0, hard: bool = True,
