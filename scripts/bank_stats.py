@@ -10,22 +10,23 @@ kernel is counted. Weights: a ``state_dict`` (``race.py --save-weights``) or a B
 (``params_ema`` / ``params``).
 """
 import argparse
-import glob
 import json
 import os
 import sys
 from typing import Dict, List
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 
 import gaussiansr_plugin  # noqa: F401  (registers the arch)
 from basicsr.utils.registry import ARCH_REGISTRY
 from gaussiansr_plugin.archs.sgs import GaussianBank
-from gaussiansr_plugin.safe_load import safe_torch_load, select_weights
+from gaussiansr_plugin.errors import CheckpointError
+from gaussiansr_plugin.safe_load import load_weights, read_checkpoint, select_weights
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from race import load_photos, parse_overrides  # noqa: E402  (the race's photo loader and --set parser)
 
 
 def bank_stats(net, photos: List[torch.Tensor], scale: float) -> Dict[str, object]:
@@ -85,14 +86,6 @@ def plot_usage(paths: List[str], out: str) -> None:
     fig.savefig(out, dpi=150)
 
 
-def load_photos(folder: str, device: torch.device) -> List[torch.Tensor]:
-    paths = sorted(glob.glob(os.path.join(folder, '*.png')))
-    if not paths:
-        raise SystemExit(f'error: no PNG photos in {folder}')
-    return [torch.from_numpy(cv2.imread(p)[..., ::-1].copy()).permute(2, 0, 1)[None].float().div(255).to(device)
-            for p in paths]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--weights')
@@ -111,18 +104,18 @@ def main() -> None:
         return
     if not args.weights:
         raise SystemExit('error: --weights is required (or --plot)')
-    overrides = {}
-    for pair in args.overrides:
-        key, _, value = pair.partition('=')
-        overrides[key] = yaml.safe_load(value)
+    overrides = parse_overrides(args.overrides)
     device = torch.device(args.device)
     net = ARCH_REGISTRY.get('GaussianSR')(**overrides)
     if not net.has_gaussians:
         raise SystemExit('error: this variant has no Gaussian bank')
-    checkpoint = safe_torch_load(args.weights)
-    net.load_state_dict(select_weights(checkpoint)[0])
+    try:
+        load_weights(net, select_weights(read_checkpoint(args.weights))[0], args.weights, 'the network of --set')
+    except CheckpointError as exc:
+        raise SystemExit(f'error: {exc}')
     net.to(device).eval()
-    stats = bank_stats(net, load_photos(args.photos, device), args.scale)
+    photos = [im[None].float() / 255 for im in load_photos(args.photos, device, min_side=1)]
+    stats = bank_stats(net, photos, args.scale)
     print(json.dumps({k: v for k, v in stats.items() if k != 'usage'}, indent=1))
     if args.json:
         with open(args.json, 'w') as f:
