@@ -1,7 +1,10 @@
 """Helpers shared by several test modules (tests/ is put on sys.path by tests/conftest.py)."""
+from typing import Callable
+
 import torch
 
 from gaussiansr_plugin.cli import gaussiansr_cli
+from gaussiansr_plugin.cli.setup_errors import reported_as_user_errors
 
 
 def cli(*args) -> int:
@@ -11,6 +14,16 @@ def cli(*args) -> int:
     except SystemExit as exc:
         return exc.code
     return 0
+
+
+def as_setup_step(fn: Callable) -> Callable:
+    """``fn`` run as the ``basicsr`` launcher runs BasicSR's set-up: its mistakes raised as one-line UserErrors."""
+
+    def step(*args, **kwargs):
+        with reported_as_user_errors():
+            return fn(*args, **kwargs)
+
+    return step
 
 
 def messages(err: str) -> str:

@@ -7,7 +7,7 @@ modules named in the yml's ``custom_imports: {imports: [...]}`` (the OpenMMLab c
 ``train_pipeline`` / ``test_pipeline`` with the current directory as the experiments root.
 
 Failures are reported as one ``error: ...`` line on stderr (after BasicSR's own log lines): mistakes in the
-command line, the options or the files found while setting up the run (exit 2, see ``basicsr_fixes``), an unusable
+command line, the options or the files found while setting up the run (exit 2, see ``setup_errors``), an unusable
 image or LMDB entry met at any time (``DataError``, exit 2, also from a DataLoader worker), and a diverged training
 run (``TrainingDiverged``, exit 1). Any other exception keeps its traceback; ``GAUSSIANSR_TRACEBACK=1`` shows the
 traceback of the reported ones too.
@@ -85,18 +85,25 @@ def import_plugins(custom_imports: List[str]) -> List[str]:
 
 
 def run(command: str, argv: List[str]) -> None:
-    """Run BasicSR's ``train_pipeline`` or ``test_pipeline`` with ``argv`` as its command line."""
+    """Run BasicSR's ``train_pipeline`` or ``test_pipeline`` with ``argv`` as its command line.
+
+    The options are parsed as the pipeline will parse them and checked first (``preflight``), so that a mistake in
+    them is one line before anything is built; set-up errors of the pipeline itself are one line too
+    (``setup_errors``).
+    """
     args = _option_parser(command).parse_args(argv)
     import_plugins(read_custom_imports(args.opt))
-    from . import basicsr_fixes
+    from . import basicsr_fixes, preflight
+    from .setup_errors import reported_as_user_errors
     basicsr_fixes.apply()
     sys.argv = [f'basicsr {command}'] + list(argv)
     if command == 'train':
-        from basicsr.train import train_pipeline
-        train_pipeline(os.getcwd())
+        from basicsr.train import parse_options, train_pipeline as pipeline
     else:
-        from basicsr.test import test_pipeline
-        test_pipeline(os.getcwd())
+        from basicsr.test import parse_options, test_pipeline as pipeline
+    with reported_as_user_errors():
+        preflight.check_options(parse_options(os.getcwd(), is_train=command == 'train')[0])
+        pipeline(os.getcwd())
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -1,18 +1,12 @@
-"""The fixes BasicSR 1.4.2 needs, and the launcher's one-line errors, applied in one place (``apply``) before our
-launcher calls BasicSR's ``train_pipeline`` / ``test_pipeline``.
+"""The fixes BasicSR 1.4.2 needs, applied in one place (``apply``) before our launcher calls BasicSR's
+``train_pipeline`` / ``test_pipeline``.
 
 Each entry of ``FIXES`` is named after the upstream bug and replaces the one BasicSR function (or class) it lives
 in; ``tests/test_cli/test_basicsr_fixes.py`` shows each bug on the upstream function and its absence on ours. They
 were written against BasicSR 1.4.2, the version requirements.txt pins: under any other version ``apply`` refuses in
 one line instead of patching code it was not written for (re-check each bug there, then update
-``BASICSR_VERSION``).
-
-Besides the fixes, the set-up steps (parsing the options, building the datasets, loaders and the model) turn
-``ValueError``, ``KeyError``, ``TypeError``, ``OSError`` and ``NotImplementedError`` into a ``UserError``, which the
-launcher prints as one line, instead of a traceback from deep inside BasicSR. Errors after training started keep
-their tracebacks.
+``BASICSR_VERSION``). The launcher's one-line errors replace nothing (``setup_errors``).
 """
-import functools
 import importlib
 import os
 from collections import Counter, OrderedDict, defaultdict
@@ -30,55 +24,8 @@ import basicsr.train
 from basicsr.utils import scandir
 from basicsr.utils.options import ordered_yaml
 from ..data import resumable_sampler
-from ..errors import UserError, first_line
+from ..errors import UserError
 from ..safe_load import safe_torch_load
-from . import preflight
-
-# exception types that, raised while the run is being set up, mean a mistake in the options or files
-SETUP_ERRORS = (ValueError, KeyError, TypeError, OSError, NotImplementedError)
-
-
-def describe(exc: BaseException) -> str:
-    """One line for an exception raised while setting up a run (``KeyError('x')`` -> ``missing option 'x'``)."""
-    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str) and ' ' not in exc.args[0]:
-        return f'missing option {exc.args[0]!r}'
-    if isinstance(exc, KeyError) and len(exc.args) == 1:
-        return str(exc.args[0])
-    return first_line(exc)
-
-
-def as_user_errors(fn: Callable, context: Callable[..., str]) -> Callable:
-    """Wrap a set-up step: ``SETUP_ERRORS`` it raises become a ``UserError`` ``'<context>: <message>'``.
-
-    Args:
-        fn (Callable): The step (e.g. BasicSR's ``build_model``).
-        context (Callable): Called with ``fn``'s arguments; returns what was being set up (e.g. a dataset name).
-    """
-
-    @functools.wraps(fn)
-    def wrapped(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except SETUP_ERRORS as exc:
-            message = describe(exc)
-            where = context(*args, **kwargs)
-            raise UserError(message if where.lower() in message.lower() else f'{where}: {message}') from exc
-
-    return wrapped
-
-
-def _dataset_context(dataset_opt, *args, **kwargs) -> str:
-    name = dataset_opt.get('name') if isinstance(dataset_opt, dict) else None
-    return f"dataset '{name}'" if name else 'dataset'
-
-
-def _loader_context(dataset, dataset_opt, *args, **kwargs) -> str:
-    return f"data loader of {_dataset_context(dataset_opt)}"
-
-
-def _model_context(opt, *args, **kwargs) -> str:
-    return f"cannot build {opt.get('model_type', 'the model')}"
-
 
 def load_resume_state(opt: dict):
     """The resume state (or None) from ``path.training_states`` (auto_resume) or ``path.resume_state``, loaded safely
@@ -106,7 +53,10 @@ def load_resume_state(opt: dict):
 
 
 def init_dist(launcher: str, backend: str = 'nccl', **kwargs) -> None:
-    """Initialise torch.distributed for ``--launcher pytorch`` (NCCL on GPUs, gloo on CPUs)."""
+    """Initialise torch.distributed for ``--launcher pytorch`` (NCCL on GPUs, gloo on CPUs); once per process, as the
+    launcher parses the options before BasicSR's pipeline parses them again."""
+    if dist.is_initialized():
+        return
     if launcher != 'pytorch':
         from basicsr.utils.dist_util import init_dist as basicsr_init_dist
         basicsr_init_dist(launcher, backend, **kwargs)
@@ -173,7 +123,7 @@ def upstream(module: str, attr: str) -> Any:
 
 
 def apply() -> None:
-    """Apply ``FIXES`` and the one-line set-up errors to BasicSR's train/test modules (idempotent).
+    """Apply ``FIXES`` to BasicSR's modules (idempotent).
 
     Raises:
         UserError: BasicSR is not the version the fixes were written for.
@@ -188,12 +138,4 @@ def apply() -> None:
         module = importlib.import_module(fix.module)
         _UPSTREAM[(fix.module, fix.attr)] = getattr(module, fix.attr)
         setattr(module, fix.attr, fix.fixed(getattr(module, fix.attr)))
-    basicsr.train.load_resume_state = as_user_errors(basicsr.train.load_resume_state, lambda *a, **k: 'resume state')
-    basicsr.train.create_train_val_dataloader = as_user_errors(basicsr.train.create_train_val_dataloader,
-                                                               lambda *a, **k: 'datasets')
-    for module in (basicsr.train, basicsr.test):
-        module.parse_options = as_user_errors(preflight.checked(module.parse_options), lambda *a, **k: 'options')
-        module.build_dataset = as_user_errors(module.build_dataset, _dataset_context)
-        module.build_dataloader = as_user_errors(module.build_dataloader, _loader_context)
-        module.build_model = as_user_errors(module.build_model, _model_context)
     basicsr.train._gaussiansr_fixed = True

@@ -10,7 +10,7 @@ ones are listed at once, in the order of the yml.
 import importlib.util
 from collections import OrderedDict
 from os import path as osp
-from typing import Callable, Dict, List, Mapping, Tuple
+from typing import Dict, List, Mapping, Tuple
 
 import torch
 
@@ -136,13 +136,3 @@ def check_options(opt: Mapping) -> None:
     if problems:
         raise UserError('; '.join(problems))
 
-
-def checked(parse_options: Callable) -> Callable:
-    """Wrap BasicSR's ``parse_options`` so that ``check_options`` runs on what it returns."""
-
-    def wrapped(root_path, is_train=True):
-        opt, args = parse_options(root_path, is_train=is_train)
-        check_options(opt)
-        return opt, args
-
-    return wrapped

@@ -10,12 +10,11 @@ import yaml
 from basicsr.models import build_model
 from basicsr.utils.misc import check_resume
 from gaussiansr_plugin.archs.gaussiansr_arch import GaussianSR
-from gaussiansr_plugin.cli import basicsr_fixes
 from gaussiansr_plugin.errors import UserError
 from gaussiansr_plugin.inference.checkpoint import DEFAULT_MODEL, load_model
-from shared_helpers import model_opt
+from shared_helpers import as_setup_step, model_opt
 
-BUILD_MODEL = basicsr_fixes.as_user_errors(build_model, basicsr_fixes._model_context)
+BUILD_MODEL = as_setup_step(build_model)
 SHIPPED_NET = yaml.safe_load(open(DEFAULT_MODEL.replace('.pth', '.yml')))['network_g']
 
 

@@ -6,12 +6,11 @@ import torch
 
 from basicsr.models import build_model
 from gaussiansr_plugin.archs.gaussiansr_arch import GaussianSR
-from gaussiansr_plugin.cli import basicsr_fixes
 from gaussiansr_plugin.errors import UserError
 from gaussiansr_plugin.inference.checkpoint import load_model
-from shared_helpers import cli, messages, model_opt
+from shared_helpers import as_setup_step, cli, messages, model_opt
 
-BUILD_MODEL = basicsr_fixes.as_user_errors(build_model, basicsr_fixes._model_context)
+BUILD_MODEL = as_setup_step(build_model)
 
 
 def _poisoned(tiny_checkpoint, tmp_path, value):

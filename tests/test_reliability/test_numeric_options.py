@@ -5,11 +5,10 @@ import torch
 
 from basicsr.models import build_model
 from gaussiansr_plugin.archs.gaussiansr_arch import GaussianSR
-from gaussiansr_plugin.cli import basicsr_fixes
 from gaussiansr_plugin.errors import UserError
-from shared_helpers import model_opt
+from shared_helpers import as_setup_step, model_opt
 
-BUILD_MODEL = basicsr_fixes.as_user_errors(build_model, basicsr_fixes._model_context)
+BUILD_MODEL = as_setup_step(build_model)
 
 
 @pytest.fixture(scope='module')

@@ -12,13 +12,13 @@ from basicsr.archs import build_network
 from basicsr.data import build_dataset
 from basicsr.models import build_model
 from basicsr.utils.registry import ARCH_REGISTRY
-from gaussiansr_plugin.cli import basicsr_fixes
 from gaussiansr_plugin.errors import UserError
 from gaussiansr_plugin.option_checks import BASICSR_DATASET_KEYS
+from shared_helpers import as_setup_step
 
 ENV = dict(os.environ, PYTHONUNBUFFERED='1', GAUSSIANSR_SPLAT='reference')
-BUILD_MODEL = basicsr_fixes.as_user_errors(build_model, basicsr_fixes._model_context)
-BUILD_DATASET = basicsr_fixes.as_user_errors(build_dataset, basicsr_fixes._dataset_context)
+BUILD_MODEL = as_setup_step(build_model)
+BUILD_DATASET = as_setup_step(build_dataset)
 
 
 def _model_opt(tiny_net_opt, tmp_path, network=None, encoder=None, path=None, train=None):

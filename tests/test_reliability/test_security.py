@@ -16,6 +16,7 @@ from gaussiansr_plugin.cli import basicsr_fixes
 from gaussiansr_plugin.errors import CheckpointError, UserError
 from gaussiansr_plugin.inference.batch import check_destination, folder_jobs
 from gaussiansr_plugin.safe_load import safe_torch_load
+from shared_helpers import as_setup_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, PYTHONUNBUFFERED='1', GAUSSIANSR_SPLAT='reference')
@@ -93,7 +94,7 @@ def test_crafted_resume_state_and_encoder_weights_are_refused(tmp_path, evil):
     states.mkdir()
     os.replace(path, states / '7.state')
     opt = {'auto_resume': True, 'num_gpu': 0, 'path': {'training_states': str(states)}}
-    load = basicsr_fixes.as_user_errors(basicsr_fixes.load_resume_state, lambda *a, **k: 'resume state')
+    load = as_setup_step(basicsr_fixes.load_resume_state)
     with pytest.raises(UserError, match=r'^resume state: refusing to load .*7\.state: it references Python code'):
         load(opt)
     with pytest.raises(CheckpointError, match=r'refusing to load .*7\.state'):
