@@ -9,7 +9,8 @@ batches and the same held-out crops:
   2304 query pixels of the HR crop drawn without replacement: coord [Q, 2] (y, x), pixel k of n at -1 + (2k + 1) / n,
   cell (2/H, 2/W), gt RGB [Q, 3] in [0, 1]. Every random draw comes from one CPU ``torch.Generator`` seeded by
   ``--seed``, so the batches do not depend on the model;
-- L1 loss, Adam at a constant 1e-4, ``torch.manual_seed(seed)`` before the model is built;
+- L1 loss (for ours with ``--set bank_balance=W``, plus its load-balancing term; the loss history stays L1), Adam at
+  a constant 1e-4, ``torch.manual_seed(seed)`` before the model is built;
 - evaluation (at each ``--eval-at`` iteration up to ``--iters``, and at ``--iters``): PSNR-Y and SSIM-Y (BasicSR's
   ``calculate_psnr`` / ``calculate_ssim``, border ceil(s)) at x2, x3, x4, x2.4, x6 and x12 on a centre crop of each
   PNG of ``--eval-dir`` (LR side int(240 // s), HR side round(lr_side s), LR made as in training), the output
@@ -95,10 +96,12 @@ class Batch(NamedTuple):
 
 class Racer(NamedTuple):
     """A model in the harness's convention: ``forward(lr, coord, cell, scale) -> [B, Q, 3]`` and
-    ``upsample(lr, H, W) -> [1, 3, H, W]``, LR and RGB in [0, 1]; ``net`` owns the parameters."""
+    ``upsample(lr, H, W) -> [1, 3, H, W]``, LR and RGB in [0, 1]; ``net`` owns the parameters; ``aux_loss()``, called
+    after each training forward: a term to add to the loss, or None."""
     net: torch.nn.Module
     forward: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
     upsample: Callable[[torch.Tensor, int, int], torch.Tensor]
+    aux_loss: Callable[[], Optional[torch.Tensor]] = lambda: None
 
 
 def parse_overrides(pairs: List[str]) -> Dict[str, object]:
@@ -228,7 +231,8 @@ def build_ours(overrides: Dict[str, object], device: torch.device, bank_lr_mult:
     from gaussiansr_plugin.models.gaussiansr_model import bank_lr_groups
     net = ARCH_REGISTRY.get('GaussianSR')(**overrides).to(device)
     groups = bank_lr_groups(net, LR, bank_lr_mult) if bank_lr_mult != 1 else [{'params': list(net.parameters())}]
-    racer = Racer(net, lambda lr, coord, cell, scale: net(lr, coord, cell), lambda lr, h, w: net.upsample(lr, (h, w)))
+    racer = Racer(net, lambda lr, coord, cell, scale: net(lr, coord, cell), lambda lr, h, w: net.upsample(lr, (h, w)),
+                  net.take_balance_loss)
     return racer, groups
 
 
@@ -388,10 +392,11 @@ def synchronize(device: torch.device) -> None:
 
 
 def train_step(racer: Racer, opt: torch.optim.Optimizer, batch: Batch) -> torch.Tensor:
-    """One L1 / Adam step; the loss (detached)."""
+    """One L1 / Adam step (plus the racer's ``aux_loss``); the L1 loss (detached), comparable across racers."""
     loss = (racer.forward(batch.lr, batch.coord, batch.cell, batch.scale) - batch.gt).abs().mean()
+    aux = racer.aux_loss()
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss if aux is None else loss + aux).backward()
     opt.step()
     return loss.detach()
 

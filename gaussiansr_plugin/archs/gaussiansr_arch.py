@@ -18,7 +18,7 @@ from ..option_checks import check_int_option, is_int_at_least, is_number, strict
 from .gabor import GaborTexture
 from .gaussian_util import make_cell, make_coord, pair_tensor
 from .input_checks import check_upsample_args
-from .sgs import GaussianBank, GaussianHead, density_factor, refine_kernels, select_kernels
+from .sgs import GaussianBank, GaussianHead, balance_loss, density_factor, refine_kernels, select_kernels
 from .tiling import Tile, tile_plan
 
 _NORM_MEAN, _NORM_STD = 0.5, 0.5
@@ -84,6 +84,9 @@ class GaussianSR(nn.Module):
             ``fit_chunk_size``). Default: 131072.
         splat_backend (str): ``auto`` (CUDA kernel for CUDA tensors when built, else the reference; the environment
             variable ``GAUSSIANSR_SPLAT`` overrides it), ``cuda`` or ``reference``. Default: 'auto'.
+        bank_balance (float): Weight of a load-balancing term on the kernel selection (``sgs.balance_loss``, Switch
+            Transformer's auxiliary loss), computed in each training forward; the training code adds what
+            ``take_balance_loss`` returns to its loss. 0: off. Default: 0.
     """
 
     @strict_kwargs
@@ -104,7 +107,8 @@ class GaussianSR(nn.Module):
                  kernel_refine: bool = False,
                  gabor_bands: int = 0,
                  chunk_size: int = 131072,
-                 splat_backend: str = 'auto'):
+                 splat_backend: str = 'auto',
+                 bank_balance: float = 0.0):
         super().__init__()
         _check_sizes(bank_size, sigma_range, tau, mlp_hidden, head_hidden)
         self.encoder = build_encoder(encoder or {'type': 'edsr-baseline'})
@@ -127,6 +131,10 @@ class GaussianSR(nn.Module):
             raise ValueError("head_input: 'gaussian' reads the splatted channels; with num_gaussian_channels: 0 "
                              "and gabor_bands > 0 use head_input: 'all'")
         check_int_option('chunk_size', chunk_size, 1, optional=False)
+        if not (is_number(bank_balance) and bank_balance >= 0):
+            raise ValueError(f'bank_balance must be a number >= 0, got {bank_balance!r}')
+        if bank_balance > 0 and not (num_gaussian_channels > 0 or gabor_bands > 0):
+            raise ValueError('bank_balance needs a Gaussian bank (num_gaussian_channels > 0 or gabor_bands > 0)')
         if splat_backend not in SPLAT_BACKENDS:
             raise ValueError(f'splat_backend must be one of {SPLAT_BACKENDS}, got {splat_backend!r}')
         self.num_gaussian_channels = num_gaussian_channels
@@ -141,6 +149,8 @@ class GaussianSR(nn.Module):
         self.head_input = head_input
         self.kernel_refine = bool(kernel_refine)
         self.has_gaussians = num_gaussian_channels > 0 or gabor_bands > 0
+        self.bank_balance = float(bank_balance)
+        self._balance_loss: Optional[Tensor] = None  # of the last training forward, until take_balance_loss
         if self.has_gaussians:
             head_ch = num_gaussian_channels if head_input == 'gaussian' else num_feat
             self.head = GaussianHead(head_ch, bank_size, head_hidden, refine=self.kernel_refine)
@@ -185,11 +195,21 @@ class GaussianSR(nn.Module):
             return None
         out = self._head_out(feat)
         k = self.head.bank_size
+        # computed here, where the logits are, and kept for the training code: forward's output stays [B, Q, 3]
+        self._balance_loss = (self.bank_balance * balance_loss(out[:, :k])
+                              if self.training and self.bank_balance > 0 else None)
         kernels = select_kernels(out[:, :k], self.bank(), self.training, self.tau, self.gumbel_hard,
                                  self.eval_selection)
         if self.kernel_refine:
             kernels = refine_kernels(kernels, out[:, k:].float(), (self.bank.sigma_low, self.bank.sigma_high))
         return kernels
+
+    def take_balance_loss(self) -> Optional[Tensor]:
+        """``bank_balance`` x the load-balancing term of the last training forward, a scalar to add to the training
+        loss; None in eval or with ``bank_balance: 0``. Handed over once, then cleared, so the module does not hold a
+        finished step's autograd graph."""
+        loss, self._balance_loss = self._balance_loss, None
+        return loss
 
     def query(self, lq: Tensor, feat: Tensor, kernels: Optional[Tensor], coord: Tensor, cell: Tensor) -> Tensor:
         """Decode colours at continuous HR positions.

@@ -120,6 +120,28 @@ def select_kernels(logits: Tensor, bank: Tensor, training: bool, tau: float = 1.
     return torch.einsum('bkhw,kd->bdhw', probs, bank.float())
 
 
+def balance_loss(logits: Tensor) -> Tensor:
+    """Load-balancing term of the per-pixel selection, as Switch Transformer's auxiliary loss (Fedus et al., 2021):
+    K * sum_k f_k P_k, with P_k the mean softmax probability of kernel k over every LR pixel of the batch and f_k the
+    share of those pixels whose argmax is k. 1 when the pixels spread evenly over the bank, K when every pixel picks
+    the same kernel with certainty. f is a count (no gradient): the gradient flows through P and lowers the
+    probabilities of the kernels chosen more often than the others.
+
+    Args:
+        logits (Tensor): Bank logits, [B, K, h, w].
+
+    Returns:
+        Tensor: Scalar, float32.
+    """
+    k = logits.shape[1]
+    mean_prob = torch.softmax(logits.float(), dim=1).mean(dim=(0, 2, 3))  # P, [K]
+    # f counts the argmax of the logits, the kernel inference takes (and bank_stats.py counts), not the Gumbel draw;
+    # compared against every k rather than bincount'ed: exact, deterministic and without a host sync on CUDA
+    choice = logits.argmax(dim=1).flatten()
+    share = (choice[:, None] == torch.arange(k, device=logits.device)).sum(dim=0) / choice.numel()  # f, [K]
+    return k * (share * mean_prob).sum()
+
+
 def density_factor(sigma: Tensor, rho: Tensor) -> Tensor:
     """Normalisation 1 / (2 pi sqrt|Sigma|) of a bivariate normal, [B, 1, h, w]."""
     det_sqrt = sigma[:, 0:1] * sigma[:, 1:2] * torch.sqrt(1 - rho * rho)

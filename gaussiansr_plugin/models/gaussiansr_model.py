@@ -46,9 +46,10 @@ class GaussianSRModel(SRModel):
     test items carry ``lq`` and ``gt`` images plus ``scale``. Extra ``train`` options: ``amp`` (``bf16`` autocast),
     ``grad_clip`` (max gradient norm), ``tau_schedule`` ({start, end, iters, type: linear|exp}),
     ``max_nan_steps`` (consecutive non-finite steps skipped before stopping; default 10), ``bank_lr_mult`` (the Gaussian
-    bank's learning rate as a multiple of ``optim_g.lr``, in its own parameter group; default 1). Extra ``val`` options:
-    ``chunk_size`` (formerly ``query_chunk``), ``tile``, ``tile_overlap``; ``crop_border`` of a metric may be an int,
-    ``scale`` or ``scale+N``.
+    bank's learning rate as a multiple of ``optim_g.lr``, in its own parameter group; default 1). With
+    ``network_g.bank_balance`` > 0 the network's load-balancing term is added to the loss and logged as ``l_balance``.
+    Extra ``val`` options: ``chunk_size`` (formerly ``query_chunk``), ``tile``, ``tile_overlap``; ``crop_border`` of a
+    metric may be an int, ``scale`` or ``scale+N``.
     """
 
     def __init__(self, opt):
@@ -105,15 +106,21 @@ class GaussianSRModel(SRModel):
         with self._autocast():
             self.output = self.net_g(self.lq, self.coord, self.cell)
         l_pix = self.cri_pix(self.output.float(), self.gt_q)
-        l_pix.backward()  # a non-finite loss gives non-finite gradients, which the skipped step drops
-        loss_ok, grads_ok = self._finite_on_all_ranks(l_pix, self._gradients_finite(train_opt.get('grad_clip')))
+        losses = OrderedDict(l_pix=l_pix)
+        take_balance = getattr(self.get_bare_model(self.net_g), 'take_balance_loss', None)  # GaussianSR's
+        l_balance = take_balance() if take_balance is not None else None  # with network_g.bank_balance > 0 only
+        if l_balance is not None:
+            losses['l_balance'] = l_balance
+        l_total = l_pix if l_balance is None else l_pix + l_balance
+        l_total.backward()  # a non-finite loss gives non-finite gradients, which the skipped step drops
+        loss_ok, grads_ok = self._finite_on_all_ranks(l_total, self._gradients_finite(train_opt.get('grad_clip')))
         if not (loss_ok and grads_ok):
             self._skip_step(current_iter, 'gradient' if loss_ok else 'loss')
             return
         self._nan_steps = 0
         self._last_finite_iter = current_iter
         self.optimizer_g.step()
-        self.log_dict = self.reduce_loss_dict(OrderedDict(l_pix=l_pix))
+        self.log_dict = self.reduce_loss_dict(losses)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
 

@@ -47,6 +47,26 @@ def test_bank_lr_mult_gives_the_bank_its_own_rate(tiny_net_opt, tmp_path):
     assert len(build_model(_opt(tiny_net_opt, tmp_path)).optimizer_g.param_groups) == 1  # default: BasicSR's
 
 
+def test_bank_balance_is_added_to_the_loss_and_logged(tiny_net_opt, tmp_path):
+    """With ``bank_balance: w`` the step's gradients are those of L1 + w * aux (aux from the weights before the step),
+    and the log holds ``l_balance`` = w * aux; off, the log holds ``l_pix`` only."""
+    from gaussiansr_plugin.archs.sgs import balance_loss
+    models = {w: build_model(_opt(dict(tiny_net_opt, bank_balance=w), tmp_path)) for w in (0, 0.5)}
+    models[0.5].net_g.load_state_dict(models[0].net_g.state_dict())
+    batch = _batch()
+    net = models[0].net_g
+    aux = 0.5 * balance_loss(net.kernel_logits(net.encode(batch['lq'])))
+    aux_grads = torch.autograd.grad(aux, list(net.parameters()), allow_unused=True)
+    for model in models.values():
+        torch.manual_seed(0)  # the same Gumbel draws
+        model.feed_data(batch)
+        model.optimize_parameters(1)
+    assert list(models[0].get_current_log()) == ['l_pix']
+    assert models[0.5].get_current_log()['l_balance'] == pytest.approx(aux.item(), rel=1e-5)
+    for off, on, extra in zip(models[0].net_g.parameters(), models[0.5].net_g.parameters(), aux_grads):
+        torch.testing.assert_close(on.grad, off.grad + (0 if extra is None else extra), rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize('bad, net', [(0, {}), (True, {}), ('x', {}), (10, {'num_gaussian_channels': 0})])
 def test_bad_bank_lr_mult(tiny_net_opt, tmp_path, bad, net):
     with pytest.raises(ValueError, match='bank_lr_mult'):

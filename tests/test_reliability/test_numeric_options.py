@@ -55,6 +55,11 @@ def test_upsample_under_autocast_takes_float32_input(net):
     (dict(sigma_range=['0.3', 1.5]), 'sigma_range must be [min, max] with 0 < min < max'),
     (dict(num_gaussian_channels=2.5), 'num_gaussian_channels must be in [0, 8], got 2.5'),
     (dict(radius=True), 'radius must be an int in [0, 7], got True'),
+    (dict(bank_balance=-0.01), 'bank_balance must be a number >= 0, got -0.01'),
+    (dict(bank_balance=float('inf')), 'bank_balance must be a number >= 0, got inf'),
+    (dict(bank_balance='1e-2'), "bank_balance must be a number >= 0, got '1e-2'"),
+    (dict(bank_balance=True), 'bank_balance must be a number >= 0, got True'),
+    (dict(bank_balance=0.01, num_gaussian_channels=0), 'bank_balance needs a Gaussian bank'),
 ])
 def test_arch_numeric_options(options, expected):
     with pytest.raises(ValueError) as info:

@@ -37,8 +37,8 @@ def _model_opt(tiny_net_opt, tmp_path, network=None, encoder=None, path=None, tr
                  "unknown encoder type 'edsr-basline': use one of ['edsr', 'edsr-baseline', 'rdn', 'swinir']",
                  id='unknown-encoder-type'),
     pytest.param(dict(network={'mlp_hiden': [8]}),
-                 "GaussianSR: unknown option(s) 'mlp_hiden' (did you mean 'mlp_hidden'?); valid: bank_size, "
-                 'chunk_size, encoder', id='unknown-GaussianSR-key'),
+                 "GaussianSR: unknown option(s) 'mlp_hiden' (did you mean 'mlp_hidden'?); valid: bank_balance, "
+                 'bank_size, chunk_size, encoder', id='unknown-GaussianSR-key'),
     pytest.param(dict(encoder={'num_feats': 8}),
                  "encoder 'edsr-baseline': unknown option(s) 'num_feats' (did you mean 'num_feat'?)",
                  id='unknown-encoder-key'),
@@ -137,7 +137,7 @@ def test_basicsr_train_reports_option_faults_before_training(tmp_path, photo_dir
     if fault == 'network-key':
         yml['network_g']['num_gaussian_chanels'] = 4
         expected = ("error: cannot build GaussianSRModel: GaussianSR: unknown option(s) 'num_gaussian_chanels' (did "
-                    "you mean 'num_gaussian_channels'?); valid: bank_size,")
+                    "you mean 'num_gaussian_channels'?); valid: bank_balance, bank_size,")
     elif fault == 'logger-key':  # BasicSR would fail with a KeyError traceback after training started
         yml['logger']['print_freqq'] = yml['logger'].pop('print_freq')
         expected = "error: cannot build GaussianSRModel: logger: unknown option(s) 'print_freqq'"

@@ -161,6 +161,20 @@ def test_crops_timing_and_bank_lr(photos, tmp_path, capsys):
     assert bank['lr'] == pytest.approx(1e-3) and rest['lr'] == 1e-4 and len(bank['params']) == 1
 
 
+def test_bank_balance_is_added_to_ours_loss(photos, tmp_path):
+    """``--set bank_balance=W`` trains on L1 + the term: W = 0 steps exactly as without the option, W > 0 moves the
+    selection head elsewhere; the returned loss (the history) is the L1 of the same forward either way."""
+    batch = race.make_batch(race.load_photos(str(photos / 'train'), torch.device('cpu'), 192),
+                            torch.Generator().manual_seed(0))
+    heads, losses = [], []
+    for extra in ([], ['--set', 'bank_balance=0'], ['--set', 'bank_balance=1.0']):
+        racer, opt = race.build_racer(race_args(photos, tmp_path, 'bal', 1, *extra), torch.device('cpu'))
+        losses.append(race.train_step(racer, opt, batch))
+        heads.append(racer.net.head.body[0].weight.detach().clone())
+    assert torch.equal(losses[0], losses[1]) and torch.equal(losses[0], losses[2])
+    assert torch.equal(heads[0], heads[1]) and not torch.equal(heads[0], heads[2])
+
+
 def test_batches_do_not_depend_on_the_model(photos):
     """The same seed gives the same batch, whatever was built; coord / cell / gt agree with the HR crop."""
     train = race.load_photos(str(photos / 'train'), torch.device('cpu'), 192)
