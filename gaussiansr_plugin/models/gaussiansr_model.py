@@ -4,7 +4,7 @@ import copy
 import functools
 import os
 from collections import OrderedDict
-from typing import List
+from typing import Dict, List, Tuple
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -113,14 +113,14 @@ class GaussianSRModel(SRModel):
             losses['l_balance'] = l_balance
         l_total = l_pix if l_balance is None else l_pix + l_balance
         l_total.backward()  # a non-finite loss gives non-finite gradients, which the skipped step drops
-        loss_ok, grads_ok = self._finite_on_all_ranks(l_total, self._gradients_finite(train_opt.get('grad_clip')))
+        values, loss_ok, grads_ok = self._check_step(losses, self._gradients_finite(train_opt.get('grad_clip')))
         if not (loss_ok and grads_ok):
             self._skip_step(current_iter, 'gradient' if loss_ok else 'loss')
             return
         self._nan_steps = 0
         self._last_finite_iter = current_iter
         self.optimizer_g.step()
-        self.log_dict = self.reduce_loss_dict(losses)
+        self.log_dict = OrderedDict(zip(losses, values))
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
 
@@ -131,13 +131,21 @@ class GaussianSRModel(SRModel):
             return torch.isfinite(torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), float(grad_clip)))
         return torch.stack([torch.isfinite(p.grad).all() for p in self.net_g.parameters() if p.grad is not None]).all()
 
-    def _finite_on_all_ranks(self, loss: torch.Tensor, grads_finite: torch.Tensor) -> List[bool]:
-        """[loss finite, gradients finite] on every rank: the step's one host sync (and, under DDP, one all-reduce),
-        so that all ranks skip a step together."""
-        flags = torch.stack([torch.isfinite(loss.detach()).all(), grads_finite]).float()
+    def _check_step(self, losses: Dict[str, torch.Tensor],
+                    grads_finite: torch.Tensor) -> Tuple[List[float], bool, bool]:
+        """(each loss averaged over the ranks, every loss finite on every rank, every gradient finite on every rank).
+
+        The step's one host sync and, under DDP, its one all-reduce: the loss values BasicSR's ``reduce_loss_dict``
+        would fetch with a second sync travel with the flags, and all ranks skip a non-finite step together.
+        """
+        values = torch.stack([loss.detach().float() for loss in losses.values()])
+        bad = torch.stack([(~torch.isfinite(values)).any(), ~grads_finite]).float()
+        stats = torch.cat([values, bad])
         if self.opt['dist']:
-            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MIN)
-        return [bool(f) for f in flags.tolist()]
+            torch.distributed.all_reduce(stats)
+            stats[:len(values)] /= torch.distributed.get_world_size()
+        *loss_values, bad_loss, bad_grads = stats.tolist()
+        return loss_values, bad_loss == 0, bad_grads == 0
 
     def _skip_step(self, current_iter: int, what: str) -> None:
         """Drop a step with a non-finite loss or gradient; stop after ``max_nan_steps`` in a row.

@@ -153,3 +153,22 @@ class _Loader(list):
         super().__init__(items)
         self.dataset = dataset
 
+
+
+@pytest.mark.parametrize('train', [{}, {'grad_clip': 1.0}])
+def test_a_training_step_fetches_from_the_device_once(tiny_net_opt, tmp_path, monkeypatch, train):
+    """The finite check and the logged loss share one host transfer (on a GPU, the step's one sync); the optimiser's
+    own step (Adam's step counters live on the host) is not counted."""
+    model = build_model(_opt(tiny_net_opt, tmp_path, **train))
+    model.feed_data(_batch())
+    fetches, counting = [], [True]
+    for name in ('item', 'tolist', '__bool__', '__float__', 'cpu', 'numpy'):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _name=name, _f=original, **k: (
+            counting[0] and fetches.append(_name)) or _f(self, *a, **k))
+    step = model.optimizer_g.step
+    monkeypatch.setattr(model.optimizer_g, 'step', lambda: counting.__setitem__(0, False) or step()
+                        or counting.__setitem__(0, True))
+    model.optimize_parameters(1)
+    monkeypatch.undo()
+    assert fetches == ['tolist'] and set(model.get_current_log()) == {'l_pix'}

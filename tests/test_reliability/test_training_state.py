@@ -41,16 +41,16 @@ def _rank(rank, init_file, losses, results):
     try:
         model = SimpleNamespace(opt={'dist': True})
         grads_finite = torch.tensor(True)
-        results.put((rank, [GaussianSRModel._finite_on_all_ranks(model, torch.tensor(v), grads_finite)[0]
-                            for v in losses[rank]]))
+        checks = [GaussianSRModel._check_step(model, {'l_pix': torch.tensor(v)}, grads_finite) for v in losses[rank]]
+        results.put((rank, [(values[0] if loss_ok else None, loss_ok) for values, loss_ok, _ in checks]))
     finally:
         dist.destroy_process_group()
 
 
 def test_ddp_ranks_agree_on_skipping_a_step(tmp_path):
     """Rank 0 sees a NaN loss in step 1, rank 1 an inf in step 3: both ranks skip steps 1 and 3 (a rank that skipped
-    a step alone would train other weights than the others from then on)."""
-    losses = {0: [float('nan'), 0.5, 0.5], 1: [0.5, 0.5, float('inf')]}
+    a step alone would train other weights than the others from then on); a finite step logs the ranks' mean loss."""
+    losses = {0: [float('nan'), 0.25, 0.5], 1: [0.5, 0.75, float('inf')]}
     ctx = mp.get_context('fork')
     results = ctx.SimpleQueue()
     procs = [ctx.Process(target=_rank, args=(r, tmp_path / 'init', losses, results)) for r in (0, 1)]
@@ -59,4 +59,5 @@ def test_ddp_ranks_agree_on_skipping_a_step(tmp_path):
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
-    assert dict(results.get() for _ in procs) == {0: [False, True, False], 1: [False, True, False]}
+    steps = [(None, False), (0.5, True), (None, False)]
+    assert dict(results.get() for _ in procs) == {0: steps, 1: steps}
