@@ -8,13 +8,15 @@
 # after it take a few seconds more: 540 fits a 600 s call); run the same command again (with the same STATE_DIR) to
 # resume every row where it stopped. Rows evaluate at race.py's --eval-at
 # default (6000, 11000, 25000, 50000) up to ITERS, and at ITERS. EVAL_AT=n,n,... overrides it.
+# PHOTOS=DIR reads the photos from DIR/train and DIR/val instead of datasets/demo_wallpapers.
 # `default` saves its weights (OUT_DIR/default.pth); `default`, `official` and `liif` save the visual crops into
 # OUT_DIR/crops. Add a row: one line `[name]="race.py arguments"` below.
 set -euo pipefail
 OUT="${1:?output folder}"; STATE="${2:?state folder}"; ITERS="${3:?iterations}"; LIMIT="${4:?time limit (s)}"
 shift 4
 mkdir -p "$OUT" "$STATE"
-COMMON=(--iters "$ITERS" --train-dir datasets/demo_wallpapers/train --eval-dir datasets/demo_wallpapers/val --tf32
+PHOTOS="${PHOTOS:-datasets/demo_wallpapers}"  # train/ and val/ of PNGs or lossless WebPs (scripts/pack_photos.py)
+COMMON=(--iters "$ITERS" --train-dir "$PHOTOS/train" --eval-dir "$PHOTOS/val" --tf32
         --time-limit "$LIMIT")
 [ -z "${EVAL_AT:-}" ] || COMMON+=(--eval-at "$EVAL_AT")
 declare -A ROW_ARGS=(
