@@ -40,6 +40,7 @@ every evaluation, at a pause and at the end.
     bash scripts/race_all.sh results state 50000 540 default official liif   # rows side by side on one GPU
     python scripts/race.py --timing 50 --set radius=4        # ms per training iteration of the variant, alone
     python scripts/race.py --table results/race_*.json       # markdown tables of the runs so far
+    python scripts/race.py --score results/default.pth --set cell_clip=null --eval-dir ...   # saved weights, rescored
 """
 import argparse
 import datetime
@@ -236,6 +237,23 @@ def build_ours(overrides: Dict[str, object], device: torch.device, bank_lr_mult:
     racer = Racer(net, lambda lr, coord, cell, scale: net(lr, coord, cell), lambda lr, h, w: net.upsample(lr, (h, w)),
                   net.take_balance_loss)
     return racer, groups
+
+
+def score_weights(args: argparse.Namespace, device: torch.device) -> Dict[str, object]:
+    """``--score``: {variant, scores, bicubic} of saved weights of ours under the ``--set`` options, scored as a race
+    scores (same crops, metrics, rounding)."""
+    from gaussiansr_plugin.errors import CheckpointError
+    from gaussiansr_plugin.safe_load import load_weights, read_checkpoint, select_weights
+    racer, _ = build_ours(parse_overrides(args.overrides), device, 1.0)
+    try:
+        load_weights(racer.net, select_weights(read_checkpoint(args.score))[0], args.score, 'the network of --set')
+    except CheckpointError as exc:
+        raise SystemExit(f'error: {exc}')
+    racer.net.eval()
+    crops = eval_crops(load_photos(args.eval_dir, device, EVAL_SIDE))
+    with torch.no_grad():
+        return {'weights': os.path.basename(args.score), 'variant': parse_overrides(args.overrides),
+                'scores': score(racer.upsample, crops), 'bicubic': score(bicubic_up, crops)}
 
 
 def import_peer_models(folder: str) -> types.ModuleType:
@@ -566,13 +584,17 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='file names in the eval dir')
     parser.add_argument('--timing', type=int, metavar='STEPS', help='only time STEPS training iterations')
     parser.add_argument('--table', nargs='+', metavar='JSON', help='print markdown tables of result files and exit')
+    parser.add_argument('--score', metavar='PTH', help='only score these weights of ours (--save-weights) on --eval-dir '
+                        'with --set options, e.g. inference options such as cell_clip')
     args = parser.parse_args(argv)
     parse_overrides(args.overrides)  # fail early on a malformed --set
     if args.peer != 'ours' and (args.overrides or args.bank_lr_mult != 1):
         parser.error('--set and --bank-lr-mult apply to --peer ours only')
     if not args.bank_lr_mult > 0:
         parser.error(f'--bank-lr-mult must be > 0, got {args.bank_lr_mult}')
-    if not (args.table or args.timing) and not (args.train_dir and args.eval_dir and args.iters):
+    if args.score and not (args.peer == 'ours' and args.eval_dir):
+        parser.error('--score needs --peer ours and --eval-dir')
+    if not (args.table or args.timing or args.score) and not (args.train_dir and args.eval_dir and args.iters):
         parser.error('a race needs --train-dir, --eval-dir and --iters')
     if min(args.save_every, args.log_every) < 1 or (args.iters is not None and args.iters < 1):
         parser.error('--iters, --save-every and --log-every must be >= 1')
@@ -590,6 +612,9 @@ def main() -> None:
     if args.timing:
         ms = time_iterations(args, device, args.timing)
         print(json.dumps({'peer': args.peer, 'variant': parse_overrides(args.overrides), 'ms_per_iter': ms}))
+        return
+    if args.score:
+        print(json.dumps(score_weights(args, device)))
         return
     run(args, device)
 

@@ -314,3 +314,26 @@ def test_fitted_chunks_render_the_same_image_on_cuda(tiny_net_opt, monkeypatch):
         monkeypatch.setattr(torch.cuda, 'mem_get_info', lambda device=None: (free, 10 ** 11))
         assert net.fit_chunk_size(lq, 30000) == 5000
         torch.testing.assert_close(net.upsample(lq, (150, 150), chunk_size=30000), roomy, rtol=0, atol=1e-5)
+
+
+def test_cell_clip_decodes_larger_scales_with_the_cell_of_the_clip_scale():
+    torch.manual_seed(0)
+    tiny = dict(encoder={'type': 'edsr-baseline', 'num_feat': 8, 'num_block': 1}, mlp_hidden=[16], bank_size=4,
+                num_gaussian_channels=4)
+    clipped = ARCH_REGISTRY.get('GaussianSR')(**tiny).eval()
+    free = ARCH_REGISTRY.get('GaussianSR')(**tiny, cell_clip=None).eval()
+    free.load_state_dict(clipped.state_dict())
+    lq = torch.rand(1, 3, 6, 6)
+    with torch.no_grad():
+        assert torch.equal(clipped.upsample(lq, (21, 21)), free.upsample(lq, (21, 21)))  # x3.5: untouched
+        coord, cell = _queries(1, (48, 48))  # x8
+        x4_cell = torch.full_like(cell, 2 / 24)
+        assert torch.equal(clipped(lq, coord, cell), free(lq, coord, x4_cell))
+        assert not torch.equal(clipped(lq, coord, cell), free(lq, coord, cell))
+    assert clipped.output_options()['cell_clip'] == 4.0 and free.output_options()['cell_clip'] is None
+
+
+@pytest.mark.parametrize('bad', [0.5, -1, float('nan'), 'x', True])
+def test_bad_cell_clip(bad):
+    with pytest.raises(ValueError, match='cell_clip must be a scale >= 1 or null'):
+        ARCH_REGISTRY.get('GaussianSR')(cell_clip=bad)

@@ -227,3 +227,16 @@ def test_bad_override_is_one_line():
     run = subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'race.py'), '--set', 'radius'],
                          capture_output=True, text=True)
     assert run.returncode != 0 and run.stderr.strip() == "error: --set takes key=value, got 'radius'"
+
+
+def test_score_rescored_weights_match_the_race_and_see_inference_options(photos, straight, capsys):
+    tmp, result = straight
+    base = [*TINY, '--device', 'cpu', '--eval-dir', str(photos / 'val'), '--score', str(tmp / 'default.pth')]
+    scored = race.score_weights(race.parse_args(base), torch.device('cpu'))
+    assert scored['scores'] == result['scores']['8'] and scored['bicubic'] == result['bicubic']
+    free = race.score_weights(race.parse_args([*base, '--set', 'cell_clip=null']), torch.device('cpu'))
+    for key in ('2', '3', '4', '2.4'):  # at or below the clip scale nothing changes
+        assert free['scores'][key] == scored['scores'][key]
+    assert free['scores']['12'] != scored['scores']['12']
+    with pytest.raises(SystemExit):
+        race.parse_args(['--score', str(tmp / 'default.pth')])  # no --eval-dir
