@@ -7,6 +7,7 @@ of held-out photos at several scales; LR made from HR with Matlab bicubic (the t
 import argparse
 import json
 import math
+import os
 import time
 
 import numpy as np
@@ -65,7 +66,9 @@ def main() -> None:
     print(f'({time.time() - start:.0f} s, {args.device}, model {model.path})')
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump({'model': model.path, 'data': args.data, 'results': results}, f, indent=1)
+            # the model's path relative to the working directory when under it: no machine path in a published log
+            shown = os.path.relpath(model.path) if os.path.abspath(model.path).startswith(os.getcwd()) else model.path
+            json.dump({'model': shown, 'data': args.data, 'results': results}, f, indent=1)
 
 
 if __name__ == '__main__':
