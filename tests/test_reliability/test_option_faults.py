@@ -38,7 +38,7 @@ def _model_opt(tiny_net_opt, tmp_path, network=None, encoder=None, path=None, tr
                  id='unknown-encoder-type'),
     pytest.param(dict(network={'mlp_hiden': [8]}),
                  "GaussianSR: unknown option(s) 'mlp_hiden' (did you mean 'mlp_hidden'?); valid: bank_balance, "
-                 'bank_size, chunk_size, encoder', id='unknown-GaussianSR-key'),
+                 'bank_size, cell_clip, chunk_size, encoder', id='unknown-GaussianSR-key'),
     pytest.param(dict(encoder={'num_feats': 8}),
                  "encoder 'edsr-baseline': unknown option(s) 'num_feats' (did you mean 'num_feat'?)",
                  id='unknown-encoder-key'),
