@@ -13,7 +13,9 @@ run (``TrainingDiverged``, exit 1). Any other exception keeps its traceback; ``G
 traceback of the reported ones too.
 """
 import argparse
+import contextlib
 import importlib
+import io
 import os
 import sys
 from importlib import metadata
@@ -102,7 +104,9 @@ def run(command: str, argv: List[str]) -> None:
     else:
         from basicsr.test import parse_options, test_pipeline as pipeline
     with reported_as_user_errors():
-        preflight.check_options(parse_options(os.getcwd(), is_train=command == 'train')[0])
+        with contextlib.redirect_stdout(io.StringIO()):  # BasicSR's own parse, in the pipeline, prints its lines
+            opt = parse_options(os.getcwd(), is_train=command == 'train')[0]
+        preflight.check_options(opt)
         pipeline(os.getcwd())
 
 

@@ -66,6 +66,7 @@ def test_train_validate_checkpoint_resume_and_test(tmp_path, photo_dirs, train_y
     (tmp_path / 'train.yml').write_text(train_yml(photo_dirs))
     out = _launcher('train', '-opt', 'train.yml', cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count('Disable distributed.') == 1  # the launcher's own parse of the options is silent
     exp = tmp_path / 'experiments' / 'smoke'
     assert (exp / 'models' / 'net_g_10.pth').is_file() and (exp / 'training_states' / '10.state').is_file()
     log = open(glob.glob(str(exp / 'train_smoke_*.log'))[0]).read()
