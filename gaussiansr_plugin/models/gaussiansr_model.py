@@ -61,6 +61,17 @@ class GaussianSRModel(SRModel):
         self._last_finite_iter = 0
         if self.is_train:
             self._max_nan_steps()  # a bad value fails before training starts
+            self._warn_cell_clip(opt)
+
+    def _warn_cell_clip(self, opt: dict) -> None:
+        """Say so when the network clips cells below the training's largest scale (``cell_clip``): those scales are
+        then trained and decoded with the cell of the clip scale, which is rarely meant."""
+        clip = getattr(self.get_bare_model(self.net_g), 'cell_clip', None)
+        scale_max = ((opt.get('datasets') or {}).get('train') or {}).get('scale_max')
+        if clip is not None and isinstance(scale_max, (int, float)) and scale_max > clip:
+            get_root_logger().warning(f'network_g.cell_clip {clip:g} is below the training scale_max {scale_max:g}: '
+                                      f'scales above x{clip:g} train with the cell of x{clip:g}; set cell_clip: '
+                                      f'{scale_max:g} (or null)')
 
     def setup_optimizers(self):
         """BasicSR's, except with ``train.bank_lr_mult`` != 1: the bank then trains in a second parameter group at that

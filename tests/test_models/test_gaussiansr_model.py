@@ -172,3 +172,17 @@ def test_a_training_step_fetches_from_the_device_once(tiny_net_opt, tmp_path, mo
     model.optimize_parameters(1)
     monkeypatch.undo()
     assert fetches == ['tolist'] and set(model.get_current_log()) == {'l_pix'}
+
+
+@pytest.mark.parametrize('scale_max, clip, warned', [(4, 4.0, False), (8, 4.0, True), (8, None, False), (8, 8, False)])
+def test_a_cell_clip_below_the_training_scales_is_named(tiny_net_opt, tmp_path, monkeypatch, scale_max, clip, warned):
+    from types import SimpleNamespace
+    from gaussiansr_plugin.models import gaussiansr_model
+    warnings = []
+    monkeypatch.setattr(gaussiansr_model, 'get_root_logger', lambda: SimpleNamespace(warning=warnings.append))
+    opt = _opt(dict(tiny_net_opt, cell_clip=clip), tmp_path)
+    opt['datasets'] = {'train': {'scale_max': scale_max}}
+    build_model(opt)
+    assert [w for w in warnings if 'cell_clip' in w] == ([
+        f'network_g.cell_clip 4 is below the training scale_max 8: scales above x4 train with the cell of x4; '
+        'set cell_clip: 8 (or null)'] if warned else [])
