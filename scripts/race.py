@@ -240,9 +240,10 @@ def build_ours(overrides: Dict[str, object], device: torch.device, bank_lr_mult:
 
 
 def score_weights(args: argparse.Namespace, device: torch.device) -> Dict[str, object]:
-    """``--score``: {variant, scores, bicubic} of saved weights of ours under the ``--set`` options, scored as a race
-    scores (same crops, metrics, rounding)."""
+    """``--score``: {variant, precision, device, scores, bicubic} of saved weights of ours under the ``--set``
+    options and ``--precision``, scored as a race scores (same crops, metrics, rounding)."""
     from gaussiansr_plugin.errors import CheckpointError
+    from gaussiansr_plugin.precision import inference_precision
     from gaussiansr_plugin.safe_load import load_weights, read_checkpoint, select_weights
     racer, _ = build_ours(parse_overrides(args.overrides), device, 1.0)
     try:
@@ -251,9 +252,10 @@ def score_weights(args: argparse.Namespace, device: torch.device) -> Dict[str, o
         raise SystemExit(f'error: {exc}')
     racer.net.eval()
     crops = eval_crops(load_photos(args.eval_dir, device, EVAL_SIDE))
-    with torch.no_grad():
-        return {'weights': os.path.basename(args.score), 'variant': parse_overrides(args.overrides),
-                'scores': score(racer.upsample, crops), 'bicubic': score(bicubic_up, crops)}
+    with torch.no_grad(), inference_precision(args.precision, device.type):
+        scores = score(racer.upsample, crops)
+    return {'weights': os.path.basename(args.score), 'variant': parse_overrides(args.overrides),
+            'precision': args.precision, 'device': device.type, 'scores': scores, 'bicubic': score(bicubic_up, crops)}
 
 
 def import_peer_models(folder: str) -> types.ModuleType:
@@ -586,6 +588,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--table', nargs='+', metavar='JSON', help='print markdown tables of result files and exit')
     parser.add_argument('--score', metavar='PTH', help='only score these weights of ours (--save-weights) on --eval-dir '
                         'with --set options, e.g. inference options such as cell_clip')
+    parser.add_argument('--precision', default='fp32', choices=('fp32', 'tf32', 'bf16'),
+                        help="with --score: the inference precision (gaussiansr_plugin.precision). Default: fp32")
     args = parser.parse_args(argv)
     parse_overrides(args.overrides)  # fail early on a malformed --set
     if args.peer != 'ours' and (args.overrides or args.bank_lr_mult != 1):

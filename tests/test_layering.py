@@ -8,7 +8,7 @@ import gaussiansr_plugin
 
 PACKAGE = os.path.dirname(gaussiansr_plugin.__file__)
 LAYERS = {'cli': 4, 'train': 4, 'test': 4, 'inference': 3, 'models': 3, 'data': 3, 'archs': 2, 'ops': 1,
-          'errors': 0, 'option_checks': 0, 'atomic_files': 0, 'safe_load': 0, 'version': 0}
+          'errors': 0, 'option_checks': 0, 'atomic_files': 0, 'safe_load': 0, 'version': 0, 'precision': 0}
 
 
 def _imports(path: str, module: str) -> Iterator[Tuple[int, str]]:

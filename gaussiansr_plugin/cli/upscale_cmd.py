@@ -17,6 +17,7 @@ from ..inference.upscaler import RenderPlan, keeps_aspect, resolve_device, targe
 from .arguments import (add_chunk_size_argument, add_model_arguments, image_size, non_negative_int, one_line_errors,
                         positive_float, positive_int)
 from ..errors import UserError
+from ..precision import DEFAULT_PRECISION, PRECISIONS
 
 DEFAULT_MAX_PIXELS = 200_000_000
 
@@ -53,6 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser, None, "queries rendered at once, at most (fewer on a GPU short of free memory). Default: the model's "
         '(131072 for the paper configuration)')
     parser.add_argument(
+        '--precision',
+        choices=PRECISIONS,
+        default=DEFAULT_PRECISION,
+        help='fp32 (exact), tf32 (TF32 tensor cores on CUDA) or bf16 (autocast); docs/usage.md gives what each costs '
+        f'in PSNR. Default: {DEFAULT_PRECISION}')
+    parser.add_argument(
         '--max-pixels',
         type=positive_int,
         default=DEFAULT_MAX_PIXELS,
@@ -83,7 +90,8 @@ def _upscale_and_write(model: LoadedModel, src: str, header: ImageHeader, size: 
 
 def _plan(args: argparse.Namespace, model: LoadedModel) -> RenderPlan:
     return RenderPlan(
-        chunk_size=args.chunk_size or model.net.chunk_size, tile=args.tile, tile_overlap=args.tile_overlap)
+        chunk_size=args.chunk_size or model.net.chunk_size, tile=args.tile, tile_overlap=args.tile_overlap,
+        precision=args.precision)
 
 
 def _checked_size(name: str, lr_size: Tuple[int, int], args: argparse.Namespace) -> Tuple[int, int]:

@@ -13,6 +13,7 @@ from basicsr.utils import get_root_logger
 from ..archs.gaussian_util import output_size
 from ..archs.gaussiansr_arch import MIN_CHUNK_SIZE, GaussianSR
 from ..errors import UserError
+from ..precision import DEFAULT_PRECISION, inference_precision
 from .image_io import Picture
 from .progress import ChunkProgress
 
@@ -65,10 +66,12 @@ def target_size(lr_size: Tuple[int, int], scale: Optional[float], size: Optional
 
 @dataclass(frozen=True)
 class RenderPlan:
-    """How ``GaussianSR.upsample`` is called: query chunk size and optional LR tiling."""
+    """How ``GaussianSR.upsample`` is called: query chunk size, optional LR tiling and the precision
+    (``gaussiansr_plugin.precision``)."""
     chunk_size: int
     tile: Optional[int] = None
     tile_overlap: int = 16
+    precision: str = DEFAULT_PRECISION
 
     def smaller(self, lr_size: Tuple[int, int]) -> Optional['RenderPlan']:
         """The next plan after an out-of-memory error: half the chunk, then tiles, then half the tile; or None."""
@@ -111,7 +114,7 @@ def render(net: GaussianSR, lq: Tensor, size: Tuple[int, int], plan: RenderPlan,
         try:
             out = torch.empty(lq.shape[0], 3, *size) if plan.tile else None
             tracked = progress.track(net, lq, size, plan.chunk_size, plan.tile, plan.tile_overlap) if progress else None
-            with torch.no_grad(), tracked or nullcontext():
+            with torch.no_grad(), inference_precision(plan.precision, lq.device.type), tracked or nullcontext():
                 return _finite(net.upsample(
                     lq, size, chunk_size=plan.chunk_size, tile=plan.tile, tile_overlap=plan.tile_overlap,
                     out=out)).clamp_(0, 1)

@@ -16,6 +16,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from ..archs.gaussian_util import output_size
 from ..errors import CheckpointError, TrainingDiverged
 from ..option_checks import is_int_at_least
+from ..precision import DEFAULT_PRECISION, inference_precision
 from ..safe_load import checkpoint_network_options, load_weights, read_checkpoint, strip_ddp_prefix
 from .checkpoint_io import atomic_torch_save, checkpoint_before, get_rng_state, set_rng_state
 from .option_sections import check_sections
@@ -48,7 +49,8 @@ class GaussianSRModel(SRModel):
     ``max_nan_steps`` (consecutive non-finite steps skipped before stopping; default 10), ``bank_lr_mult`` (the Gaussian
     bank's learning rate as a multiple of ``optim_g.lr``, in its own parameter group; default 1). With
     ``network_g.bank_balance`` > 0 the network's load-balancing term is added to the loss and logged as ``l_balance``.
-    Extra ``val`` options: ``chunk_size`` (formerly ``query_chunk``), ``tile``, ``tile_overlap``; ``crop_border`` of a
+    Extra ``val`` options: ``chunk_size`` (formerly ``query_chunk``), ``tile``, ``tile_overlap``, ``precision``
+    (``fp32`` | ``tf32`` | ``bf16``, default fp32); ``crop_border`` of a
     metric may be an int, ``scale`` or ``scale+N``.
     """
 
@@ -201,7 +203,8 @@ class GaussianSRModel(SRModel):
         else:
             size = output_size(self.lq.shape[-2:], self.scale)
         net.eval()
-        with torch.no_grad():
+        precision = self.val_opt.get('precision', DEFAULT_PRECISION)
+        with torch.no_grad(), inference_precision(precision, self.lq.device.type):
             self.output = net.upsample(
                 self.lq, size, chunk_size=self.val_opt.get('chunk_size'), tile=self.val_opt.get('tile'),
                 tile_overlap=self.val_opt.get('tile_overlap', 16)).float()

@@ -10,11 +10,13 @@ from typing import Mapping
 
 from basicsr.utils import get_root_logger
 from ..option_checks import check_int_option, check_keys, is_number
+from ..precision import DEFAULT_PRECISION, check_precision
 
 # SRModel's own keys (basicsr/models/sr_model.py, basicsr/train.py), then GaussianSRModel's
 TRAIN_KEYS = frozenset({'ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt',
                         'perceptual_opt', 'amp', 'grad_clip', 'tau_schedule', 'max_nan_steps', 'bank_lr_mult'})
-VAL_KEYS = frozenset({'val_freq', 'save_img', 'suffix', 'metrics', 'pbar', 'chunk_size', 'tile', 'tile_overlap'})
+VAL_KEYS = frozenset({'val_freq', 'save_img', 'suffix', 'metrics', 'pbar', 'chunk_size', 'tile', 'tile_overlap',
+                      'precision'})
 # old spellings of val keys: they keep working, with a warning, until the next release
 RENAMED_VAL_KEYS = {'query_chunk': 'chunk_size'}
 LOGGER_KEYS = frozenset({'print_freq', 'save_checkpoint_freq', 'use_tb_logger', 'wandb'})
@@ -70,6 +72,7 @@ def check_sections(opt: Mapping) -> dict:
     check_int_option('val.chunk_size', val.get('chunk_size'), 1)
     check_int_option('val.tile', val.get('tile'), 1)
     check_int_option('val.tile_overlap', val.get('tile_overlap', 0), 0, optional=False)
+    check_precision(val.get('precision', DEFAULT_PRECISION), 'val.precision')
     if opt.get('val') is not None and 'save_img' not in val:
         raise ValueError('missing option val.save_img (true or false)')
     if not opt.get('is_train'):
