@@ -1,8 +1,9 @@
 """Continuous 2D Gaussian splatting: ``splat(feat, sigma, rho, opacity, coords, radius)``.
 
-Two implementations behind one autograd-aware function: the CUDA kernels (``function.py``, built on first use)
-and the pure-PyTorch reference (``reference.py``). The backend is the ``backend`` argument, else the
-environment variable ``GAUSSIANSR_SPLAT``, else ``auto``:
+Two implementations behind one autograd-aware function: the CUDA kernels (``function.py``, built on first use,
+registered as the torch.library operators ``gaussiansr::splat_forward`` / ``splat_backward`` so that torch.compile
+and export trace through them) and the pure-PyTorch reference (``reference.py``). The backend is the ``backend``
+argument, else the environment variable ``GAUSSIANSR_SPLAT``, else ``auto``:
 
 - ``auto``: the CUDA kernels for CUDA tensors (float16/bfloat16/float32) when the extension loads, else the
   reference (one warning per process when a CUDA input falls back). float64 inputs use the reference.

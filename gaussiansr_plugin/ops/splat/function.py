@@ -1,4 +1,5 @@
-"""Autograd wrapper of the splat CUDA kernels: fused forward, deterministic gather backward (no atomics).
+"""The splat CUDA kernels as torch.library operators with autograd: fused forward, deterministic gather backward
+(no atomics).
 
 Backward (``csrc/splat_kernel.cu``): the queries are sorted by centre pixel (stable sort), so the queries whose
 window holds an LR pixel form 2r+1 contiguous ranges; one warp per LR pixel and channel slice gathers them. When
@@ -12,7 +13,7 @@ from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
-from torch.autograd.function import FunctionCtx, once_differentiable
+from torch.autograd.function import FunctionCtx
 
 from ._backend import load_ext
 from .reference import mark_invalid_gaussians
@@ -50,33 +51,61 @@ def backward_parts(batch: int, num_pixels: int, num_queries: int, slices: int, r
     return max(1, min(side, wanted, by_work))
 
 
-class SplatFunction(torch.autograd.Function):
-    """``splat`` on CUDA float32 tensors; use ``splat_cuda`` (it converts and checks) rather than ``apply``."""
+# The CUDA kernels as two torch.library operators, so that torch.compile, CUDA-graph capture and export trace
+# through them (shapes from the fake implementations) instead of breaking the graph at an opaque extension call.
 
-    @staticmethod
-    def forward(
-            ctx: FunctionCtx,
-            feat: Tensor,  # [B, C, h, w]
-            sigma: Tensor,  # [B, 2, h, w]
-            rho: Tensor,  # [B, 1, h, w]
-            opacity: Tensor,  # [B, 1, h, w]
-            coords: Tensor,  # [B, Q, 2]
-            radius: int) -> Tensor:  # [B, Q, C]
-        out, feat_t, params = _ext().forward(feat, sigma, rho, opacity, coords, radius)  # params: [B, N, 4]
-        ctx.save_for_backward(feat_t, params, sigma, rho, coords)
-        ctx.radius = radius
-        return out
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: FunctionCtx, grad_out: Tensor) -> Tuple[Optional[Tensor], ...]:  # grad_out: [B, Q, C]
-        ext = _ext()
-        feat_t, params, sigma, rho, coords = ctx.saved_tensors
-        (batch, num_queries, channels), (h, w) = grad_out.shape, sigma.shape[-2:]
-        slices = math.ceil(channels / ext.channels_per_thread(channels))
-        parts = backward_parts(batch, h * w, num_queries, slices, ctx.radius, grad_out.device)
-        grads = ext.backward(grad_out.float().contiguous(), coords, feat_t, params, sigma, rho, ctx.radius, parts)
-        return (*grads, None, None)  # grads of feat, sigma, rho, opacity; none for coords and radius
+@torch.library.custom_op('gaussiansr::splat_forward', mutates_args=())
+def splat_forward(feat: Tensor, sigma: Tensor, rho: Tensor, opacity: Tensor, coords: Tensor,
+                  radius: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """Fused forward on float32 CUDA tensors: out [B, Q, C], and feat_t [B, N, C], params [B, N, 4] (conic and
+    opacity of each pixel's Gaussian) kept for the backward."""
+    out, feat_t, params = _ext().forward(feat, sigma, rho, opacity, coords, radius)
+    return out, feat_t, params
+
+
+@splat_forward.register_fake
+def _splat_forward_shapes(feat: Tensor, sigma: Tensor, rho: Tensor, opacity: Tensor, coords: Tensor,
+                          radius: int) -> Tuple[Tensor, Tensor, Tensor]:
+    b, c, h, w = feat.shape
+    return feat.new_empty(b, coords.shape[1], c), feat.new_empty(b, h * w, c), feat.new_empty(b, h * w, 4)
+
+
+@torch.library.custom_op('gaussiansr::splat_backward', mutates_args=())
+def splat_backward(grad_out: Tensor, coords: Tensor, feat_t: Tensor, params: Tensor, sigma: Tensor, rho: Tensor,
+                   radius: int, parts: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Deterministic gather backward: gradients of feat [B, C, h, w], sigma [B, 2, h, w], rho and opacity
+    [B, 1, h, w]."""
+    grad_feat, grad_sigma, grad_rho, grad_opacity = _ext().backward(grad_out, coords, feat_t, params, sigma, rho,
+                                                                    radius, parts)
+    return grad_feat, grad_sigma, grad_rho, grad_opacity
+
+
+@splat_backward.register_fake
+def _splat_backward_shapes(grad_out: Tensor, coords: Tensor, feat_t: Tensor, params: Tensor, sigma: Tensor,
+                           rho: Tensor, radius: int, parts: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    b, _, c = grad_out.shape
+    return grad_out.new_empty(b, c, *sigma.shape[-2:]), torch.empty_like(sigma), torch.empty_like(rho), \
+        torch.empty_like(rho)
+
+
+def _save_for_backward(ctx: FunctionCtx, inputs: Tuple, output: Tuple[Tensor, Tensor, Tensor]) -> None:
+    _, sigma, rho, _, coords, radius = inputs
+    _, feat_t, params = output
+    ctx.save_for_backward(feat_t, params, sigma, rho, coords)
+    ctx.radius = radius
+
+
+def _backward(ctx: FunctionCtx, grad_out: Tensor, *_unused: Optional[Tensor]) -> Tuple[Optional[Tensor], ...]:
+    feat_t, params, sigma, rho, coords = ctx.saved_tensors
+    (batch, num_queries, channels), (h, w) = grad_out.shape, sigma.shape[-2:]
+    slices = math.ceil(channels / _ext().channels_per_thread(channels))
+    parts = backward_parts(batch, h * w, num_queries, slices, ctx.radius, grad_out.device)
+    grads = splat_backward(grad_out.float().contiguous(), coords, feat_t, params, sigma, rho, ctx.radius, parts)
+    return (*grads, None, None)  # grads of feat, sigma, rho, opacity; none for coords and radius
+
+
+splat_forward.register_autograd(_backward, setup_context=_save_for_backward)
 
 
 def _ext() -> ModuleType:
@@ -101,4 +130,4 @@ def splat_cuda(
     coordinate has its centre clamped outside the image by the kernels, so it reads no pixel and returns 0.
     """
     args = (t.float().contiguous() for t in (feat, *mark_invalid_gaussians(sigma, rho, opacity)))
-    return SplatFunction.apply(*args, coords.detach().float().contiguous(), radius)
+    return splat_forward(*args, coords.detach().float().contiguous(), radius)[0]

@@ -1,0 +1,87 @@
+"""The splat CUDA kernels as torch.library operators (ops/splat/function.py), checked on the CPU: the kernels are
+replaced by a stand-in built on the reference, so what is tested here is the registration (schemas, fake shapes,
+autograd wiring, tracing by torch.compile); tests/test_ops/test_splat_cuda.py checks the kernels themselves."""
+import types
+
+import pytest
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+from gaussiansr_plugin.ops.splat import function, splat_reference
+
+
+def _stand_in_ext() -> types.SimpleNamespace:
+    """The extension's three entry points, computed by the reference on any device."""
+
+    def forward(feat, sigma, rho, opacity, coords, radius):
+        b, c, h, w = feat.shape
+        params = torch.cat([sigma.flatten(2), rho.flatten(2), opacity.flatten(2)], 1).transpose(1, 2)  # [B, N, 4]
+        out = splat_reference(feat, sigma, rho, opacity, coords, radius)
+        return out, feat.flatten(2).transpose(1, 2).contiguous(), params.contiguous()
+
+    def backward(grad_out, coords, feat_t, params, sigma, rho, radius, parts):
+        b, n, c = feat_t.shape
+        h, w = sigma.shape[-2:]
+        primals = (feat_t.transpose(1, 2).reshape(b, c, h, w), sigma, rho, params[..., 3].reshape(b, 1, h, w))
+        _, vjp = torch.func.vjp(lambda *p: splat_reference(*p, coords, radius), *primals)  # runs inside an operator
+        return vjp(grad_out)
+
+    return types.SimpleNamespace(forward=forward, backward=backward, channels_per_thread=lambda c: 1)
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    monkeypatch.setattr(function, '_ext', _stand_in_ext)
+    monkeypatch.setattr(function, 'backward_parts', lambda *args: 1)
+
+
+def _inputs(seed=0, b=2, c=3, h=5, w=6, q=40):
+    gen = torch.Generator().manual_seed(seed)
+    feat = torch.randn(b, c, h, w, generator=gen)
+    sigma = 0.4 + torch.rand(b, 2, h, w, generator=gen)
+    rho = 1.6 * torch.rand(b, 1, h, w, generator=gen) - 0.8
+    opacity = torch.rand(b, 1, h, w, generator=gen)
+    coords = 2.2 * torch.rand(b, q, 2, generator=gen) - 1.1
+    return feat, sigma, rho, opacity, coords
+
+
+def _grads(fn, inputs):
+    leaves = [t.clone().requires_grad_() for t in inputs[:4]]
+    out = fn(*leaves, inputs[4], 2)
+    (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
+    return out.detach(), [t.grad for t in leaves]
+
+
+def test_the_operator_forwards_and_differentiates_like_the_reference(stand_in):
+    inputs = _inputs()
+    out, grads = _grads(function.splat_cuda, inputs)
+    ref_out, ref_grads = _grads(splat_reference, inputs)
+    torch.testing.assert_close(out, ref_out)
+    for got, expected in zip(grads, ref_grads):
+        torch.testing.assert_close(got, expected)
+
+
+def test_fake_shapes_need_no_kernel():
+    with FakeTensorMode():
+        feat, sigma, rho, opacity, coords = (t.to('cuda') for t in _inputs())
+        out, feat_t, params = torch.ops.gaussiansr.splat_forward(feat, sigma, rho, opacity, coords, 2)
+        grads = torch.ops.gaussiansr.splat_backward(out, coords, feat_t, params, sigma, rho, 2, 1)
+    assert (out.shape, feat_t.shape, params.shape) == ((2, 40, 3), (2, 30, 3), (2, 30, 4))
+    assert [g.shape for g in grads] == [feat.shape, sigma.shape, rho.shape, opacity.shape]
+    assert out.device.type == 'cuda'
+
+
+def test_opcheck(stand_in):
+    feat, sigma, rho, opacity, coords = _inputs()
+    args = (feat.requires_grad_(), sigma.requires_grad_(), rho.requires_grad_(), opacity.requires_grad_(), coords, 2)
+    torch.library.opcheck(torch.ops.gaussiansr.splat_forward, args)
+
+
+def test_torch_compile_traces_through_without_a_graph_break(stand_in):
+    inputs = _inputs(seed=1)
+    compiled = torch.compile(function.splat_cuda, fullgraph=True, backend='aot_eager')
+    out, grads = _grads(compiled, inputs)
+    ref_out, ref_grads = _grads(function.splat_cuda, inputs)
+    torch.testing.assert_close(out, ref_out)
+    for got, expected in zip(grads, ref_grads):
+        torch.testing.assert_close(got, expected)
