@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU-only checks and measurements of docs/benchmarks.md in one run, for a lent GPU machine, most important
-# first, each step under its own time limit: the CUDA tests; our latency/memory bench (eager, TF32, CUDA graphs);
-# when the peers are exported into .peers/, their latency on the same machine; where the time of a query block
-# goes (bench_query_parts.py at x12, x6 and 256->1024); the bench at chunks of 2^15 and 2^18 queries.
+# first, each step under its own time limit: the CUDA tests; our latency/memory bench (eager fp32, TF32 and bf16, CUDA
+# graphs); when the peers' source folders are in .peers/ (GaussianSR/, liif/), their latency on the same machine
+# (scripts/bench_peers.py); where the time of a query block goes (bench_query_parts.py at x12, x6 and 256->1024);
+# the bench at chunks of 2^15 and 2^18 queries.
 # Everything lands in one archive OUT_DIR/gpu_checks.tgz (a lent machine returns few files), also when a step fails.
 #   bash scripts/gpu_checks.sh OUT_DIR
 set -uo pipefail
@@ -20,11 +21,14 @@ timeout 150 python -m pytest -q -p no:cacheprovider tests/test_inference tests/t
 tail -1 "$WORK/pytest_cuda.log"
 timeout 150 python scripts/bench.py --cuda-graph --tf32 --json "$WORK/bench.json" > "$WORK/bench.md" 2>&1
 tail -14 "$WORK/bench.md"
-if [ -f .peers/peer_latency.py ]; then
-  PEERS_DIR=.peers timeout 120 python .peers/peer_latency.py --peers gaussiansr,liif --out "$WORK/peers.json" \
-    > "$WORK/peers.log" 2>&1
-  tail -15 "$WORK/peers.log"
-fi
+for pair in gaussiansr:GaussianSR liif:liif; do
+  peer="${pair%%:*}"
+  if [ -d ".peers/${pair##*:}" ]; then
+    timeout 120 python scripts/bench_peers.py --peer "$peer" --peer-root .peers --tf32 --json "$WORK/peers_$peer.json" \
+      > "$WORK/peers_$peer.md" 2>&1
+    tail -12 "$WORK/peers_$peer.md"
+  fi
+done
 for case in "64 12" "64 6" "256 4"; do
   read -r lr scale <<< "$case"
   timeout 30 python scripts/bench_query_parts.py --lr "$lr" --scale "$scale" --json "$WORK/parts_${lr}_x$scale.json" \

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -51,3 +53,27 @@ def test_bench_splat_cpu_smoke(tmp_path):
     assert meta['launch_us'] > 0 and meta['queued_launch_us'] > 0 and meta['copy_bandwidth'] > 0
     assert {(r['backend'], r['passes']) for r in result['rows']} == {('reference', 'fwd'), ('reference', 'fwd+bwd')}
     assert all(r['x_floor'] > 1 for r in result['rows']) and 'One-element add_ on cpu' in run.stdout
+
+
+def test_bench_peers_times_a_racer_as_bench_times_ours(monkeypatch, capsys):
+    """The peers themselves need CUDA (their code calls .cuda()); a tiny model of ours stands in for one here."""
+    sys.path.insert(0, os.path.join(ROOT, 'scripts'))
+    import bench
+    import bench_peers
+    import race
+    import torch
+    tiny = {'encoder': {'type': 'edsr-baseline', 'num_feat': 8, 'num_block': 1}, 'mlp_hidden': [16], 'bank_size': 4,
+            'num_gaussian_channels': 4}
+    racer, _ = race.build_ours(tiny, torch.device('cpu'), 1.0)
+    rows = bench_peers.bench_peer_inference(racer, torch.device('cpu'), [(16, 2), (12, 3)], warmup=0, reps=1,
+                                            tf32=False)
+    assert [(r['lr'], r['hr']) for r in rows] == [(16, 32), (12, 36)] and all(r['ms'] > 0 for r in rows)
+    train = bench_peers.bench_peer_train(racer, torch.device('cpu'), warmup=0, reps=1, batch=2, q=64)
+    assert train['ms'] > 0 and train['queries'] == 64
+    table = bench.markdown({'device_name': 'cpu', 'torch': torch.__version__, 'date': 'today', 'inference': rows,
+                            'train': [train]})
+    assert '| 16->32 x2 |' in table and '| train step B2 48² 64q x4 (float32) |' in table
+    monkeypatch.setattr(sys, 'argv', ['bench_peers.py', '--peer', 'nope'])
+    with pytest.raises(SystemExit) as exc:
+        bench_peers.main()
+    assert exc.value.code == 2 and 'invalid choice' in capsys.readouterr().err
