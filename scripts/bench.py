@@ -88,15 +88,20 @@ def variant(row: dict) -> str:
     return name + ('+tf32' if row.get('tf32') else '') + (' graph' if row.get('graph') else '')
 
 
-def bench_train(net, device, dtype, warmup, reps, scale=4.0, batch=16, q=2304):
-    net.train()
-    opt = torch.optim.Adam(net.parameters(), 1e-4)
+def train_inputs(device: torch.device, scale: float = 4.0, batch: int = 16, q: int = 2304):
+    """The timed training step's random batch: lq [B, 3, 48, 48], coord and cell [B, Q, 2], gt [B, Q, 3]."""
     lq = torch.rand(batch, 3, 48, 48, device=device)
     side = round(48 * scale)
     idx = torch.randint(0, side * side, (batch, q), device=device)
     coord = make_coord((side, side), device=device)[idx]
     cell = make_cell(q, (side, side), device=device).expand(batch, q, 2)
-    gt = torch.rand(batch, q, 3, device=device)
+    return lq, coord, cell, torch.rand(batch, q, 3, device=device)
+
+
+def bench_train(net, device, dtype, warmup, reps, scale=4.0, batch=16, q=2304):
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), 1e-4)
+    lq, coord, cell, gt = train_inputs(device, scale, batch, q)
 
     def step():
         opt.zero_grad(set_to_none=True)

@@ -47,15 +47,9 @@ def bench_peer_inference(racer: race.Racer, device: torch.device, cases, warmup:
 def bench_peer_train(racer: race.Racer, device: torch.device, warmup: int, reps: int, scale: float = 4.0,
                      batch: int = 16, q: int = 2304) -> Dict[str, object]:
     """The training step of ``bench.bench_train`` (B16, 48², 2304 queries, L1, Adam) through the peer's forward."""
-    from gaussiansr_plugin.archs.gaussian_util import make_cell, make_coord
     racer.net.train()
     opt = torch.optim.Adam(racer.net.parameters(), 1e-4)
-    lq = torch.rand(batch, 3, 48, 48, device=device)
-    side = round(48 * scale)
-    idx = torch.randint(0, side * side, (batch, q), device=device)
-    coord = make_coord((side, side), device=device)[idx]
-    cell = make_cell(q, (side, side), device=device).expand(batch, q, 2)
-    gt = torch.rand(batch, q, 3, device=device)
+    lq, coord, cell, gt = bench.train_inputs(device, scale, batch, q)
 
     def step():
         opt.zero_grad(set_to_none=True)
