@@ -72,14 +72,20 @@ def bench_inference(net, device, cases, dtype, chunk_size, warmup, reps, graph=F
             with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
                 return net.upsample(lq, size, chunk_size=chunk_size)
 
-        big = size[0] * size[1] > 4e6
         row = {'lr': side, 'scale': scale, 'hr': size[0], 'dtype': str(dtype).split('.')[-1], 'graph': graph,
                'tf32': tf32}
-        row.update(measure(device, run, 1 if big else warmup, max(3, reps // 5) if big else reps))
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        rows.append(time_case(device, run, row, warmup, reps))
     torch.backends.cuda.matmul.allow_tf32 = False
     return rows
+
+
+def time_case(device: torch.device, run, row: dict, warmup: int, reps: int) -> dict:
+    """``row`` (an inference case, ``hr`` its square output side) completed by ``measure`` of ``run`` and printed;
+    outputs over 4 Mpx get one warm-up and reps // 5 runs (at least 3). Ours and the peers (bench_peers.py) alike."""
+    big = row['hr'] * row['hr'] > 4e6
+    row.update(measure(device, run, 1 if big else warmup, max(3, reps // 5) if big else reps))
+    print(json.dumps(row), flush=True)
+    return row
 
 
 def variant(row: dict) -> str:
@@ -98,22 +104,29 @@ def train_inputs(device: torch.device, scale: float = 4.0, batch: int = 16, q: i
     return lq, coord, cell, torch.rand(batch, q, 3, device=device)
 
 
-def bench_train(net, device, dtype, warmup, reps, scale=4.0, batch=16, q=2304):
-    net.train()
-    opt = torch.optim.Adam(net.parameters(), 1e-4)
+def time_train_step(params, forward, device, dtype, warmup, reps, scale=4.0, batch=16, q=2304) -> dict:
+    """The timed training step, ours and the peers' (bench_peers.py) alike: ``forward(lq, coord, cell)`` on
+    ``train_inputs`` (under autocast to ``dtype`` unless float32), L1, backward, an Adam step over ``params``."""
+    opt = torch.optim.Adam(params, 1e-4)
     lq, coord, cell, gt = train_inputs(device, scale, batch, q)
 
     def step():
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            out = net(lq, coord, cell)
+            out = forward(lq, coord, cell)
         (out.float() - gt).abs().mean().backward()
         opt.step()
 
     row = {'train_batch': batch, 'scale': scale, 'queries': q, 'dtype': str(dtype).split('.')[-1]}
     row.update(measure(device, step, warmup, reps))
-    net.eval()
     print(json.dumps(row), flush=True)
+    return row
+
+
+def bench_train(net, device, dtype, warmup, reps, scale=4.0, batch=16, q=2304):
+    net.train()
+    row = time_train_step(net.parameters(), net, device, dtype, warmup, reps, scale, batch, q)
+    net.eval()
     return row
 
 

@@ -1,6 +1,6 @@
 """Latency and peak memory of a peer (the official GaussianSR or LIIF, from its own source folder) measured the way
 scripts/bench.py measures ours: the same LR->HR cases at batch 1 (random weights, fp32, ``--tf32`` optional), the
-same training step (B16, 48x48 LR, 2304 queries, x4, Adam), CUDA events after warm-up, median of ``--reps`` runs,
+same training step (B16, 48x48 LR, 2304 queries, x4, L1, Adam), CUDA events after warm-up, median of ``--reps`` runs,
 ``torch.cuda.max_memory_allocated``. The peer renders as its test code does (race.py's wrappers: chunks of 30000
 queries). One peer per process, since both packages are named ``models``.
 
@@ -24,9 +24,9 @@ import race  # noqa: E402  (the peers' wrappers)
 
 def bench_peer_inference(racer: race.Racer, device: torch.device, cases, warmup: int, reps: int,
                          tf32: bool) -> List[Dict[str, object]]:
-    """One row per case, as ``bench.bench_inference`` writes ours."""
+    """One row per case, as ``bench.bench_inference`` writes ours (``tf32``: TF32 matmuls, as there)."""
     rows = []
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
     racer.net.eval()
     for side, scale in cases:
         lq = torch.rand(1, 3, side, side, device=device)
@@ -36,30 +36,18 @@ def bench_peer_inference(racer: race.Racer, device: torch.device, cases, warmup:
             with torch.no_grad():
                 return racer.upsample(lq, hr, hr)
 
-        big = hr * hr > 4e6
         row = {'lr': side, 'scale': scale, 'hr': hr, 'dtype': 'float32', 'graph': False, 'tf32': tf32}
-        row.update(bench.measure(device, run, 1 if big else warmup, max(3, reps // 5) if big else reps))
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        rows.append(bench.time_case(device, run, row, warmup, reps))
+    torch.backends.cuda.matmul.allow_tf32 = False
     return rows
 
 
 def bench_peer_train(racer: race.Racer, device: torch.device, warmup: int, reps: int, scale: float = 4.0,
                      batch: int = 16, q: int = 2304) -> Dict[str, object]:
-    """The training step of ``bench.bench_train`` (B16, 48², 2304 queries, L1, Adam) through the peer's forward."""
+    """``bench.time_train_step`` (B16, 48², 2304 queries, L1, Adam, fp32) through the peer's forward."""
     racer.net.train()
-    opt = torch.optim.Adam(racer.net.parameters(), 1e-4)
-    lq, coord, cell, gt = bench.train_inputs(device, scale, batch, q)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        (racer.forward(lq, coord, cell, scale) - gt).abs().mean().backward()
-        opt.step()
-
-    row = {'train_batch': batch, 'scale': scale, 'queries': q, 'dtype': 'float32'}
-    row.update(bench.measure(device, step, warmup, reps))
-    print(json.dumps(row), flush=True)
-    return row
+    return bench.time_train_step(racer.net.parameters(), lambda lq, coord, cell: racer.forward(lq, coord, cell, scale),
+                                 device, torch.float32, warmup, reps, scale, batch, q)
 
 
 def main() -> None:
@@ -69,7 +57,7 @@ def main() -> None:
     parser.add_argument('--device', default='cuda')
     parser.add_argument('--reps', type=int, default=50)
     parser.add_argument('--warmup', type=int, default=5)
-    parser.add_argument('--tf32', action='store_true', help='TF32 matmuls and convolutions')
+    parser.add_argument('--tf32', action='store_true', help='TF32 matmuls, as bench.py --tf32')
     parser.add_argument('--max-hr', type=int, default=None, help='skip cases with larger outputs')
     parser.add_argument('--no-train', action='store_true', help='skip the training step')
     parser.add_argument('--json', default=None)
