@@ -7,6 +7,7 @@ from typing import List, Optional, Set, Tuple
 import torch
 from tqdm import tqdm
 
+from ..errors import UserError
 from ..inference.batch import check_destination, plan_jobs
 from ..inference.checkpoint import LoadedModel, load_model
 from ..inference.image_header import ImageHeader, read_header
@@ -14,10 +15,9 @@ from ..inference.image_io import read_image, write_image
 from ..inference.memory_plan import fit_to_memory
 from ..inference.progress import ChunkProgress
 from ..inference.upscaler import RenderPlan, keeps_aspect, resolve_device, target_size, upscale_picture
+from ..precision import DEFAULT_PRECISION, PRECISIONS
 from .arguments import (add_chunk_size_argument, add_model_arguments, image_size, non_negative_int, one_line_errors,
                         positive_float, positive_int)
-from ..errors import UserError
-from ..precision import DEFAULT_PRECISION, PRECISIONS
 
 DEFAULT_MAX_PIXELS = 200_000_000
 
