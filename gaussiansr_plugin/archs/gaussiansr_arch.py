@@ -313,6 +313,14 @@ class GaussianSR(nn.Module):
             out[:, i:i + chunk_size] = self._query(feat, splat_params, side, c, cell.expand(b, c.shape[1], 2))
         return out.view(b, grid_size[0], grid_size[1], 3).permute(0, 3, 1, 2)
 
+    @property
+    def splatted_channels(self) -> int:
+        """Channels the splat op carries to each query: the splatted features, then two per Gabor band; 0 without
+        Gaussians."""
+        if not self.has_gaussians:
+            return 0
+        return self.num_gaussian_channels + (2 * self.gabor.bands if self.gabor is not None else 0)
+
     def query_bytes(self, dtype: Optional[torch.dtype] = None) -> int:
         """Memory one query of a batch item holds at the peak of decoding its chunk (``_query``), counted from the
         layer shapes: the float32 streams kept until the decoder returns (splat output, remodulated Gabor bands,
@@ -329,7 +337,7 @@ class GaussianSR(nn.Module):
         linears = [m for m in self.decoder.modules() if isinstance(m, nn.Linear)]
         dtype = dtype or linears[0].weight.dtype
         bands = 2 * self.gabor.bands if self.gabor is not None else 0
-        splatted = self.num_gaussian_channels + bands if self.has_gaussians else 0
+        splatted = self.splatted_channels
         sampled = self.encoder.num_feat_out - self.num_gaussian_channels + (3 if self.residual else 0)
         streams = splatted + bands + sampled + 3 * 2  # + position, offset to the centre and cell, (y, x) each
         in_features = linears[0].in_features

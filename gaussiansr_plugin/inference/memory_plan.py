@@ -8,7 +8,7 @@ memory the OS reports as available before anything runs. The estimate is derived
   (input, output and residual of a block, the convolutions' buffers), the selection head's maps and the bicubic
   stream (2.4 KB for the paper configuration);
 - per query of a chunk: the decoder's activations (``GaussianSR.query_bytes``) and the splat reference's window
-  of (2r+1)^2 Gaussians with their feature slice and indices;
+  of (2r+1)^2 Gaussians with their splatted channels (``GaussianSR.splatted_channels``) and indices;
 - per output pixel, held whole whatever the tiling: ``OUTPUT_VALUES`` float32 values (the rendered tensor, the
   NumPy copy and the conversions to the file's pixel type).
 """
@@ -66,8 +66,8 @@ def lr_pixel_bytes(net: nn.Module) -> int:
 
 def query_bytes(net: nn.Module, chunk_size: int) -> int:
     """Bytes of one query chunk on the CPU: the decoder's activations and the splat reference's window."""
-    window = (2 * net.radius + 1)**2 * (4 * (net.num_gaussian_channels + 8) + 8)
-    splatted = min(chunk_size, SPLAT_CHUNK_SIZE) * window if getattr(net, 'head', None) is not None else 0
+    window = (2 * net.radius + 1)**2 * (4 * (net.splatted_channels + 8) + 8)
+    splatted = min(chunk_size, SPLAT_CHUNK_SIZE) * window if net.has_gaussians else 0
     return chunk_size * net.query_bytes() + splatted
 
 
