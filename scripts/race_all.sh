@@ -38,6 +38,8 @@ declare -A ROW_ARGS=(
   [gabor16r]="--set gabor_bands=16 --set kernel_refine=true --set head_input=all --save-weights $OUT/gabor16r.pth --crops $OUT/crops_gabor16r"
   [gabor32r]="--set gabor_bands=32 --set kernel_refine=true --set head_input=all"
   [balance]="--set gabor_bands=16 --set kernel_refine=true --set head_input=all --set bank_balance=0.01"
+  [balance_s1]="--seed 1 --set gabor_bands=16 --set kernel_refine=true --set head_input=all --set bank_balance=0.01"
+  [balance32]="--set gabor_bands=32 --set kernel_refine=true --set head_input=all --set bank_balance=0.01"
   [default_s1]="--seed 1"
   [gabor16r_s1]="--seed 1 --set gabor_bands=16 --set kernel_refine=true --set head_input=all"
   [ng0_s1]="--seed 1 --set num_gaussian_channels=0"
