@@ -4,7 +4,7 @@ import copy
 import functools
 import os
 from collections import OrderedDict
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -21,6 +21,7 @@ from ..safe_load import checkpoint_network_options, load_weights, read_checkpoin
 from .checkpoint_io import atomic_torch_save, checkpoint_before, get_rng_state, set_rng_state
 from .option_sections import check_sections
 from .schedules import resolve_crop_border, tau_at
+from .step_guard import ema_update_unless, skips_on_device, step_stats, step_unless
 
 
 def bank_lr_groups(net: torch.nn.Module, lr: float, mult: float) -> List[dict]:
@@ -49,6 +50,8 @@ class GaussianSRModel(SRModel):
     ``max_nan_steps`` (consecutive non-finite steps skipped before stopping; default 10), ``bank_lr_mult`` (the Gaussian
     bank's learning rate as a multiple of ``optim_g.lr``, in its own parameter group; default 1). With
     ``network_g.bank_balance`` > 0 the network's load-balancing term is added to the loss and logged as ``l_balance``.
+    On a GPU, Adam is fused unless ``optim_g`` sets ``fused`` or ``foreach``: non-finite steps are then skipped on the
+    device and the host reads the steps' verdicts and losses every ``max_nan_steps`` steps and before a log or a save.
     Extra ``val`` options: ``chunk_size`` (formerly ``query_chunk``), ``tile``, ``tile_overlap``, ``precision``
     (``fp32`` | ``tf32`` | ``bf16``, default fp32); ``crop_border`` of a
     metric may be an int, ``scale`` or ``scale+N``.
@@ -61,6 +64,7 @@ class GaussianSRModel(SRModel):
         super().__init__(opt)
         self._nan_steps = 0
         self._last_finite_iter = 0
+        self._unsettled: List[Tuple[int, List[str], torch.Tensor]] = []  # steps run before the host read their flags
         if self.is_train:
             self._max_nan_steps()  # a bad value fails before training starts
             self._warn_cell_clip(opt)
@@ -90,6 +94,13 @@ class GaussianSRModel(SRModel):
         self.optimizer_g = self.get_optimizer(optim_type, groups, lr, **optim_opt)
         self.optimizers.append(self.optimizer_g)
 
+    def get_optimizer(self, optim_type, params, lr, **kwargs):
+        """BasicSR's, with Adam fused on a GPU unless ``optim_g`` sets ``fused`` or ``foreach``: one kernel for the
+        update, and a step that skips a non-finite step on the device, without a host sync."""
+        if optim_type == 'Adam' and self.device.type == 'cuda' and not {'fused', 'foreach'} & set(kwargs):
+            kwargs = dict(kwargs, fused=True)
+        return super().get_optimizer(optim_type, params, lr, **kwargs)
+
     def model_to_device(self, net):
         """As BasicSR's, but DDP on CPU (gloo) gets no ``device_ids``."""
         if self.opt['dist'] and self.device.type == 'cpu':
@@ -98,10 +109,11 @@ class GaussianSRModel(SRModel):
         return super().model_to_device(net)
 
     def feed_data(self, data):
-        self.lq = data['lq'].to(self.device)
+        # non_blocking: a copy from pinned memory (datasets' pin_memory: true) does not wait for the device
+        self.lq = data['lq'].to(self.device, non_blocking=True)
         for key in ('coord', 'cell', 'gt_q', 'gt'):
             if key in data:
-                setattr(self, key, data[key].to(self.device))
+                setattr(self, key, data[key].to(self.device, non_blocking=True))
         if 'scale' in data:
             scale = data['scale']
             self.scale = float(scale[0] if torch.is_tensor(scale) and scale.ndim else scale)
@@ -126,16 +138,46 @@ class GaussianSRModel(SRModel):
             losses['l_balance'] = l_balance
         l_total = l_pix if l_balance is None else l_pix + l_balance
         l_total.backward()  # a non-finite loss gives non-finite gradients, which the skipped step drops
-        values, loss_ok, grads_ok = self._check_step(losses, self._gradients_finite(train_opt.get('grad_clip')))
-        if not (loss_ok and grads_ok):
-            self._skip_step(current_iter, 'gradient' if loss_ok else 'loss')
+        stats = step_stats(list(losses.values()), self._gradients_finite(train_opt.get('grad_clip')), self.opt['dist'])
+        if skips_on_device(self.optimizer_g):
+            self._step_on_device(current_iter, list(losses), stats)
             return
-        self._nan_steps = 0
-        self._last_finite_iter = current_iter
+        *values, bad_loss, bad_grads = stats.tolist()  # the step's one host sync
+        if not self._account_step(current_iter, list(losses), values, bad_loss == 0, bad_grads == 0):
+            self.optimizer_g.zero_grad(set_to_none=True)
+            return
         self.optimizer_g.step()
-        self.log_dict = OrderedDict(zip(losses, values))
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+
+    def _step_on_device(self, current_iter: int, keys: List[str], stats: torch.Tensor) -> None:
+        """Step (and EMA) unless the step is non-finite, decided on the device; the host reads the verdicts of
+        ``max_nan_steps`` steps at a time, and before a log or a checkpoint (``_settle_steps``)."""
+        bad = (stats[-2:].sum() > 0).float()
+        step_unless(self.optimizer_g, bad)
+        if self.ema_decay > 0:
+            ema_update_unless(self.net_g_ema, self.get_bare_model(self.net_g), self.ema_decay, bad)
+        self._unsettled.append((current_iter, keys, stats))
+        if len(self._unsettled) >= self._max_nan_steps():
+            self._settle_steps()
+
+    def _settle_steps(self) -> None:
+        """Read the verdicts of the steps run on the device so far (one host transfer) and account for them in
+        order, as if each had been read at its own step: the same warnings, counts, log and divergence error."""
+        if not self._unsettled:
+            return
+        steps, self._unsettled = self._unsettled, []
+        rows = torch.stack([stats for _, _, stats in steps]).tolist()
+        for (current_iter, keys, _), (*values, bad_loss, bad_grads) in zip(steps, rows):
+            self._account_step(current_iter, keys, values, bad_loss == 0, bad_grads == 0)
+
+    def get_current_log(self):
+        self._settle_steps()
+        return super().get_current_log()
+
+    def save(self, epoch, current_iter):
+        self._settle_steps()  # a run that diverged stops before it writes a checkpoint
+        super().save(epoch, current_iter)
 
     def _gradients_finite(self, grad_clip) -> torch.Tensor:
         """Whether every gradient is finite, as a device tensor: from the clipped norm when ``grad_clip`` is set (the
@@ -144,39 +186,28 @@ class GaussianSRModel(SRModel):
             return torch.isfinite(torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), float(grad_clip)))
         return torch.stack([torch.isfinite(p.grad).all() for p in self.net_g.parameters() if p.grad is not None]).all()
 
-    def _check_step(self, losses: Dict[str, torch.Tensor],
-                    grads_finite: torch.Tensor) -> Tuple[List[float], bool, bool]:
-        """(each loss averaged over the ranks, every loss finite on every rank, every gradient finite on every rank).
-
-        The step's one host sync and, under DDP, its one all-reduce: the loss values BasicSR's ``reduce_loss_dict``
-        would fetch with a second sync travel with the flags, and all ranks skip a non-finite step together.
-        """
-        values = torch.stack([loss.detach().float() for loss in losses.values()])
-        bad = torch.stack([(~torch.isfinite(values)).any(), ~grads_finite]).float()
-        stats = torch.cat([values, bad])
-        if self.opt['dist']:
-            torch.distributed.all_reduce(stats)
-            stats[:len(values)] /= torch.distributed.get_world_size()
-        *loss_values, bad_loss, bad_grads = stats.tolist()
-        return loss_values, bad_loss == 0, bad_grads == 0
-
-    def _skip_step(self, current_iter: int, what: str) -> None:
-        """Drop a step with a non-finite loss or gradient; stop after ``max_nan_steps`` in a row.
-
-        The weights, optimizer state and EMA stay as they were; ``log_dict`` gets ``l_pix: nan`` (BasicSR's message
-        logger prints it as ``nan``).
+    def _account_step(self, current_iter: int, keys: List[str], values: List[float], loss_ok: bool,
+                      grads_ok: bool) -> bool:
+        """Count a step from its verdict (each loss averaged over the ranks; every loss and gradient finite on every
+        rank): whether it trains. A finite step resets the count and is logged; a non-finite one is skipped and
+        logged as ``l_pix: nan`` (BasicSR's message logger prints it as ``nan``); ``max_nan_steps`` in a row stop.
 
         Raises:
             TrainingDiverged: The ``max_nan_steps``-th non-finite step in a row; the message names the iteration
                 and the newest checkpoint saved before the last finite step (and its folder).
         """
-        self.optimizer_g.zero_grad(set_to_none=True)
+        if loss_ok and grads_ok:
+            self._nan_steps = 0
+            self._last_finite_iter = current_iter
+            self.log_dict = OrderedDict(zip(keys, values))
+            return True
+        what = 'gradient' if loss_ok else 'loss'
         self._nan_steps += 1
         limit = self._max_nan_steps()
         get_root_logger().warning(f'iter {current_iter}: non-finite {what}, step skipped ({self._nan_steps}/{limit})')
         self.log_dict = OrderedDict(l_pix=float('nan'))
         if self._nan_steps < limit:
-            return
+            return False
         models_dir = self.opt['path'].get('models', '')
         good = checkpoint_before(models_dir, self._last_finite_iter)
         where = (f'last good checkpoint: {good} (the newest saved before iter {self._last_finite_iter}, the last '

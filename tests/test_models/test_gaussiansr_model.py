@@ -157,8 +157,9 @@ class _Loader(list):
 
 @pytest.mark.parametrize('train', [{}, {'grad_clip': 1.0}])
 def test_a_training_step_fetches_from_the_device_once(tiny_net_opt, tmp_path, monkeypatch, train):
-    """The finite check and the logged loss share one host transfer (on a GPU, the step's one sync); the optimiser's
-    own step (Adam's step counters live on the host) is not counted."""
+    """With an optimiser that cannot skip a step on the device (an unfused Adam, the CPU default), the finite check
+    and the logged loss share one host transfer; the optimiser's own step (its step counters live on the host) is not
+    counted. A fused Adam (the GPU default) reads them every few steps (test_nan_steps.py)."""
     model = build_model(_opt(tiny_net_opt, tmp_path, **train))
     model.feed_data(_batch())
     fetches, counting = [], [True]
@@ -186,3 +187,26 @@ def test_a_cell_clip_below_the_training_scales_is_named(tiny_net_opt, tmp_path, 
     assert [w for w in warnings if 'cell_clip' in w] == ([
         f'network_g.cell_clip 4 is below the training scale_max 8: scales above x4 train with the cell of x4; '
         'set cell_clip: 8 (or null)'] if warned else [])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.parametrize('train', [{'ema_decay': 0.999}, {'ema_decay': 0.999, 'grad_clip': 1.0}])
+def test_on_a_gpu_training_steps_do_not_wait_for_the_device(tiny_net_opt, tmp_path, train):
+    """Adam is fused on a GPU, so non-finite steps are skipped on the device: the steps between two reads of their
+    verdicts (every ``max_nan_steps``) launch without a host sync (CUDA's sync debug mode raises on one)."""
+    model = build_model(dict(_opt(tiny_net_opt, tmp_path, max_nan_steps=10, **train), num_gpu=1))
+    assert all(group['fused'] for group in model.optimizer_g.param_groups)
+    batches = [_batch() for _ in range(3)] + [{k: v.pin_memory() for k, v in _batch().items()} for _ in range(6)]
+    for it, batch in enumerate(batches[:3], start=1):  # warm-up; the third step reads nothing yet
+        model.feed_data(batch)
+        model.optimize_parameters(it)
+    model.get_current_log()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode('error')
+    try:
+        for it, batch in enumerate(batches[3:], start=4):
+            model.feed_data(batch)
+            model.optimize_parameters(it)
+    finally:
+        torch.cuda.set_sync_debug_mode('default')
+    assert model.get_current_log()['l_pix'] > 0 and model._last_finite_iter == 9

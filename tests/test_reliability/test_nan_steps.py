@@ -135,3 +135,78 @@ def test_basicsr_train_reports_divergence_as_one_line(tmp_path, photo_dirs, trai
         rf'error: training diverged at iter 6: 2 non-finite steps in a row \(the last: loss\); last good checkpoint: '
         rf'{re.escape(str(models / "net_g_3.pth"))} .*', lines[-1]), lines[-1]
     assert 'l_pix: nan' in proc.stderr  # the skipped step was logged by BasicSR's message logger
+
+
+def _fused_opt(tiny_net_opt, tmp_path, **train):
+    """A fused Adam (the GPU default): non-finite steps are skipped on the device and read by the host later."""
+    return _opt(tiny_net_opt, tmp_path, optim_g={'type': 'Adam', 'lr': 1e-3, 'fused': True}, **train)
+
+
+def test_a_fused_optimizer_skips_on_the_device_and_reports_later(tiny_net_opt, tmp_path, basicsr_log):
+    model = build_model(_fused_opt(tiny_net_opt, tmp_path, max_nan_steps=3))
+    params, ema, _ = _snapshot(model)
+    model.feed_data(_batch(float('nan')))
+    model.optimize_parameters(7)
+    assert 'step skipped' not in basicsr_log.text  # not read yet
+    assert all(torch.equal(a, p) for a, p in zip(params, model.net_g.parameters()))
+    assert all(torch.equal(a, p) for a, p in zip(ema, model.net_g_ema.parameters()))
+    assert all(float(s['step']) == 0 and not s['exp_avg'].any() for s in model.optimizer_g.state.values())
+    log = model.get_current_log()
+    assert 'iter 7: non-finite loss, step skipped (1/3)' in basicsr_log.text
+    assert log['l_pix'] != log['l_pix']
+    model.feed_data(_batch())
+    model.optimize_parameters(8)
+    assert not all(torch.equal(a, p) for a, p in zip(params, model.net_g.parameters()))
+    assert model.get_current_log()['l_pix'] > 0 and model._nan_steps == 0 and model._last_finite_iter == 8
+
+
+def test_device_skips_match_host_skips(tiny_net_opt, tmp_path):
+    """The same batches, bad ones among them, give the same weights, EMA and log whether the host reads each step's
+    verdict at once or a few steps later (a fused Adam either way; the EMA's factor is a device tensor, so equal to
+    rounding)."""
+    bad, good = _batch(float('nan')), _batch()
+    models = []
+    for on_device in (False, True):
+        torch.manual_seed(0)  # the same weights and Gumbel draws
+        model = build_model(_fused_opt(tiny_net_opt, tmp_path))
+        if not on_device:
+            model.optimizer_g._step_supports_amp_scaling = False  # the host-read path, with the same fused kernel
+        for it, batch in enumerate([good, bad, good, good, bad, good], start=1):
+            model.feed_data(batch)
+            model.optimize_parameters(it)
+        models.append((model, model.get_current_log()))
+    (host, host_log), (device, device_log) = models
+    assert all(torch.equal(a, b) for a, b in zip(host.net_g.parameters(), device.net_g.parameters()))
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-6) for a, b in zip(host.net_g_ema.parameters(),
+                                                                      device.net_g_ema.parameters()))
+    assert host_log == device_log and host._nan_steps == device._nan_steps == 0
+
+
+@pytest.mark.parametrize('train', [{}, {'grad_clip': 1.0}])
+def test_device_skipping_steps_fetch_once_per_max_nan_steps(tiny_net_opt, tmp_path, monkeypatch, train):
+    model = build_model(_fused_opt(tiny_net_opt, tmp_path, max_nan_steps=3, **train))
+    model.feed_data(_batch())
+    fetches = []
+    for name in ('item', 'tolist', '__bool__', '__float__', 'cpu', 'numpy'):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _name=name, _f=original, **k: fetches.append(_name)
+                            or _f(self, *a, **k))
+    for it in range(1, 7):
+        model.optimize_parameters(it)
+    monkeypatch.undo()
+    assert fetches == ['tolist', 'tolist']  # after steps 3 and 6
+
+
+def test_device_skips_raise_at_the_next_read_naming_the_iteration(tiny_net_opt, tmp_path):
+    model = build_model(_fused_opt(tiny_net_opt, tmp_path, max_nan_steps=3))
+    (tmp_path / 'net_g_3.pth').write_bytes(b'')
+    bad, good = _batch(float('nan')), _batch()
+    for it, batch in enumerate([good, good, good, good, bad, bad], start=1):  # read after steps 3 and 6
+        model.feed_data(batch)
+        model.optimize_parameters(it)
+    assert model._nan_steps == 2 and model._last_finite_iter == 4
+    model.feed_data(bad)
+    model.optimize_parameters(7)  # the third in a row, not read yet
+    with pytest.raises(TrainingDiverged, match=r'iter 7: 3 non-finite steps in a row .*net_g_3.pth.*before iter 4'):
+        model.save(0, 7)  # read before a checkpoint is written
+    assert sorted(os.listdir(tmp_path)) == ['net_g_3.pth']

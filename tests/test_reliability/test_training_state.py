@@ -1,6 +1,5 @@
 """Checkpoints are written atomically, and under DDP a step with a non-finite loss on one rank is skipped by all."""
 import os
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -9,7 +8,7 @@ import torch.multiprocessing as mp
 
 from gaussiansr_plugin.models import checkpoint_io
 from gaussiansr_plugin.models.checkpoint_io import atomic_torch_save, checkpoint_before
-from gaussiansr_plugin.models.gaussiansr_model import GaussianSRModel
+from gaussiansr_plugin.models.step_guard import step_stats
 
 
 def test_interrupted_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
@@ -39,10 +38,9 @@ def test_checkpoint_before_picks_the_newest_earlier_network(tmp_path):
 def _rank(rank, init_file, losses, results):
     dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=2)
     try:
-        model = SimpleNamespace(opt={'dist': True})
         grads_finite = torch.tensor(True)
-        checks = [GaussianSRModel._check_step(model, {'l_pix': torch.tensor(v)}, grads_finite) for v in losses[rank]]
-        results.put((rank, [(values[0] if loss_ok else None, loss_ok) for values, loss_ok, _ in checks]))
+        rows = [step_stats([torch.tensor(v)], grads_finite, distributed=True).tolist() for v in losses[rank]]
+        results.put((rank, [(None, False) if bad_loss else (value, True) for value, bad_loss, _ in rows]))
     finally:
         dist.destroy_process_group()
 
