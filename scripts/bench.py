@@ -2,12 +2,15 @@
 plus the training step (B16, 48x48 LR, 2304 queries, x4). CUDA: CUDA events after warm-up, median of --reps runs,
 ``torch.cuda.max_memory_allocated``. CPU: perf_counter median, smaller cases (a sanity figure only).
 ``--cuda-graph`` adds the same cases replayed from CUDA graphs (``GraphedUpsample``) up to 1024x1024 outputs;
-``--tf32`` adds fp32 with TF32 tensor-core matmuls (``torch.backends.cuda.matmul.allow_tf32``).
+``--tf32`` adds fp32 with TF32 tensor-core matmuls (``torch.backends.cuda.matmul.allow_tf32``); ``--compile`` adds
+fp32 and bf16 with the per-chunk query (splat, bicubic stream, MLP) compiled by ``torch.compile`` (Inductor; the splat
+op is an opaque ``torch.library`` operator), the alternative to a hand-fused query kernel.
 
     python scripts/bench.py --cuda-graph --tf32 --json bench.json > bench.md
     python scripts/bench.py --device cpu --reps 3
 """
 import argparse
+import copy
 import json
 import platform
 from datetime import datetime, timezone
@@ -55,9 +58,13 @@ def measure(device, fn, warmup, reps) -> dict:
     return row
 
 
-def bench_inference(net, device, cases, dtype, chunk_size, warmup, reps, graph=False, tf32=False):
-    """One row per case; ``graph``: replayed from a CUDA graph; ``tf32``: fp32 matmuls on TF32 tensor cores."""
+def bench_inference(net, device, cases, dtype, chunk_size, warmup, reps, graph=False, tf32=False, compiled=False):
+    """One row per case; ``graph``: replayed from a CUDA graph; ``tf32``: fp32 matmuls on TF32 tensor cores;
+    ``compiled``: the query compiled (``torch.compile``; its compilation happens in the warm-up)."""
     rows = []
+    if compiled:
+        net = copy.copy(net)  # the same modules, with its own compiled query
+        net._query = torch.compile(net._query)
     torch.backends.cuda.matmul.allow_tf32 = tf32
     graphed = GraphedUpsample(net, chunk_size, None if dtype == torch.float32 else dtype) if graph else None
     for side, scale in cases:
@@ -73,7 +80,7 @@ def bench_inference(net, device, cases, dtype, chunk_size, warmup, reps, graph=F
                 return net.upsample(lq, size, chunk_size=chunk_size)
 
         row = {'lr': side, 'scale': scale, 'hr': size[0], 'dtype': str(dtype).split('.')[-1], 'graph': graph,
-               'tf32': tf32}
+               'tf32': tf32, 'compiled': compiled}
         rows.append(time_case(device, run, row, warmup, reps))
     torch.backends.cuda.matmul.allow_tf32 = False
     return rows
@@ -89,9 +96,10 @@ def time_case(device: torch.device, run, row: dict, warmup: int, reps: int) -> d
 
 
 def variant(row: dict) -> str:
-    """Column label of an inference row: its dtype, +tf32, +graph."""
+    """Column label of an inference row: its dtype, +tf32, compiled, graph."""
     name = {'float32': 'fp32', 'bfloat16': 'bf16'}[row['dtype']]
-    return name + ('+tf32' if row.get('tf32') else '') + (' graph' if row.get('graph') else '')
+    return (name + ('+tf32' if row.get('tf32') else '') + (' compiled' if row.get('compiled') else '')
+            + (' graph' if row.get('graph') else ''))
 
 
 def train_inputs(device: torch.device, scale: float = 4.0, batch: int = 16, q: int = 2304):
@@ -162,6 +170,7 @@ def main() -> None:
     parser.add_argument('--json', default=None)
     parser.add_argument('--cuda-graph', action='store_true', help='add CUDA-graph replays (CUDA only)')
     parser.add_argument('--tf32', action='store_true', help='add fp32 with TF32 matmuls (CUDA only)')
+    parser.add_argument('--compile', action='store_true', help='add fp32 and bf16 with the query torch.compile-d')
     parser.add_argument('--max-hr', type=int, default=None, help='skip cases with larger outputs')
     parser.add_argument('--no-train', action='store_true', help='skip the training step')
     args = parser.parse_args()
@@ -173,16 +182,18 @@ def main() -> None:
              if not args.max_hr or round(side * scale) <= args.max_hr]
     dtypes = [torch.float32, torch.bfloat16]
     cuda = device.type == 'cuda'
-    variants = [(dt, False, False) for dt in dtypes]
-    variants += [(torch.float32, False, True)] if args.tf32 and cuda else []
-    variants += [(dt, True, False) for dt in dtypes] if args.cuda_graph and cuda else []
+    variants = [(dt, False, False, False) for dt in dtypes]
+    variants += [(torch.float32, False, True, False)] if args.tf32 and cuda else []
+    variants += [(dt, True, False, False) for dt in dtypes] if args.cuda_graph and cuda else []
+    variants += [(dt, False, False, True) for dt in dtypes] if args.compile else []
     result = {
         'date': datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
         'device_name': torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu',
         'torch': torch.__version__, 'params': sum(p.numel() for p in net.parameters()),
         'inference': [
-            r for dt, graph, tf32 in variants
-            for r in bench_inference(net, device, cases, dt, args.chunk_size, args.warmup, args.reps, graph, tf32)
+            r for dt, graph, tf32, compiled in variants
+            for r in bench_inference(net, device, cases, dt, args.chunk_size, args.warmup, args.reps, graph, tf32,
+                                     compiled)
         ],
         'train': [] if args.no_train else [bench_train(net, device, dt, args.warmup, max(5, args.reps // 2))
                                            for dt in dtypes],

@@ -185,7 +185,7 @@ def test_a_cell_clip_below_the_training_scales_is_named(tiny_net_opt, tmp_path, 
     opt['datasets'] = {'train': {'scale_max': scale_max}}
     build_model(opt)
     assert [w for w in warnings if 'cell_clip' in w] == ([
-        f'network_g.cell_clip 4 is below the training scale_max 8: scales above x4 train with the cell of x4; '
+        'network_g.cell_clip 4 is below the training scale_max 8: scales above x4 train with the cell of x4; '
         'set cell_clip: 8 (or null)'] if warned else [])
 
 

@@ -1,6 +1,7 @@
 """scripts/bench.py (CPU sanity run) and scripts/plot_bench.py produce what docs/benchmarks.md is made from."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -20,6 +21,22 @@ def test_bench_cpu_json_and_table(tmp_path):
     assert [(r['lr'], r['hr'], r['dtype']) for r in rows] == [(32, 64, 'float32'), (32, 64, 'bfloat16')]
     assert all(r['ms'] > 0 and not r['graph'] and not r['tf32'] for r in rows)  # CUDA-only variants skipped on CPU
     assert result['train'] == [] and '| 32->64 x2 |' in run.stdout and '| case | fp32 ms |' in run.stdout
+
+
+@pytest.mark.skipif(not shutil.which(os.environ.get('CXX', 'g++')), reason="Inductor's CPU backend needs a C++ compiler")
+def test_bench_compiled_query_rows(tmp_path):
+    """``--compile`` adds fp32 and bf16 rows timed with the query compiled by Inductor (a compile failure would be an
+    ``error`` row, not a time)."""
+    out = tmp_path / 'bench.json'
+    cmd = [sys.executable, os.path.join(ROOT, 'scripts', 'bench.py'), '--device', 'cpu', '--reps', '1', '--warmup', '1',
+           '--max-hr', '64', '--no-train', '--compile', '--json', str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = json.loads(out.read_text())['inference']
+    assert [(r['dtype'], r['compiled']) for r in rows] == [('float32', False), ('bfloat16', False),
+                                                           ('float32', True), ('bfloat16', True)]
+    assert all(r.get('ms', 0) > 0 for r in rows), rows
+    assert '| fp32 compiled ms |' in run.stdout
 
 
 def test_plot_bench_from_recorded_json(tmp_path):
