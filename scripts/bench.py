@@ -2,6 +2,9 @@
 plus the training step (B16, 48x48 LR, 2304 queries, x4). CUDA: CUDA events after warm-up, median of --reps runs,
 ``torch.cuda.max_memory_allocated``. CPU: perf_counter median, smaller cases (a sanity figure only).
 ``--cuda-graph`` adds the same cases replayed from CUDA graphs (``GraphedUpsample``) up to 1024x1024 outputs;
+``--set key=value`` benches another design (e.g. the training ymls': ``--set gabor_bands=16 --set kernel_refine=true
+--set head_input=all``); every case also gets its tensor-core limit: the FLOPs of the convolutions before the queries
+(per LR pixel) and of the decoder (per query), counted by ``torch.utils.flop_counter``, at ``--peak-tflops``.
 ``--tf32`` adds fp32 with TF32 tensor-core matmuls (``torch.backends.cuda.matmul.allow_tf32``); ``--compile`` adds
 fp32 and bf16 with the per-chunk query (splat, bicubic stream, MLP) compiled by ``torch.compile`` (Inductor; the splat
 op is an opaque ``torch.library`` operator), the alternative to a hand-fused query kernel.
@@ -12,10 +15,13 @@ op is an opaque ``torch.library`` operator), the alternative to a hand-fused que
 import argparse
 import copy
 import json
+import os
 import platform
+import sys
 from datetime import datetime, timezone
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 import gaussiansr_plugin  # noqa: F401
 from basicsr.utils.registry import ARCH_REGISTRY
@@ -25,9 +31,32 @@ from gaussiansr_plugin.errors import first_line
 from gaussiansr_plugin.inference.cuda_graph import GraphedUpsample
 from gaussiansr_plugin.inference.profiling import time_call
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from race import parse_overrides  # noqa: E402  (the race's --set parser)
+
 GPU_CASES = [(64, 2), (64, 6), (128, 4), (256, 4), (64, 12), (512, 4), (1024, 4), (2048, 4)]
 CPU_CASES = [(32, 2), (32, 4), (64, 4)]
 GRAPH_MAX_HR = 1024  # beyond this the GPU, not the launches, sets the pace
+PEAK_TFLOPS = 790.0  # dense bf16 tensor-core matmul throughput reachable on an H200 (of 989 nominal)
+
+
+@torch.no_grad()
+def matmul_flops(net) -> dict:
+    """FLOPs a query path cannot avoid: per LR pixel, the convolutions before the queries (encoder, selection head,
+    Gabor amplitudes); per query, the decoder's linear layers. Counted on the CPU on a 32x32 input and 1024 queries."""
+    net = copy.deepcopy(net).cpu().float()
+    lq = torch.rand(1, 3, 32, 32)
+    with FlopCounterMode(display=False) as before:
+        feat = net.encode(lq)
+        net.gaussians(feat)
+    with FlopCounterMode(display=False) as decoder:
+        net.decoder(torch.rand(1, 1024, net.decoder.layers[0].in_features))
+    return {'per_lr_px': before.get_total_flops() / lq[0, 0].numel(), 'per_query': decoder.get_total_flops() / 1024}
+
+
+def limit_ms(flops: dict, lr: int, hr: int, peak_tflops: float) -> float:
+    """Milliseconds an lr x lr -> hr x hr case needs at ``peak_tflops`` for its ``matmul_flops``."""
+    return (flops['per_lr_px'] * lr * lr + flops['per_query'] * hr * hr) / (peak_tflops * 1e9)
 
 
 def timer(device: torch.device, fn, warmup: int, reps: int) -> float:
@@ -141,9 +170,15 @@ def bench_train(net, device, dtype, warmup, reps, scale=4.0, batch=16, q=2304):
 
 def markdown(result: dict) -> str:
     variants = list(dict.fromkeys(variant(row) for row in result['inference']))
-    lines = [f"GaussianSR (EDSR-baseline) on {result['device_name']}, torch {result['torch']}, {result['date']}",
-             '', '| case | ' + ' | '.join(f'{v} ms | {v} GiB' for v in variants) + ' |',
-             '|---|' + '---|---|' * len(variants)]
+    flops = result.get('flops')  # the peers' rows (bench_peers.py) come without a limit
+    title = (f"GaussianSR (EDSR-baseline{''.join(f', {k}={v}' for k, v in result.get('variant', {}).items())}) on "
+             f"{result['device_name']}, torch {result['torch']}, {result['date']}")
+    if flops:
+        title += (f"; limit: {flops['per_lr_px'] / 1e6:.2f} MFLOP per LR pixel + {flops['per_query'] / 1e3:.0f} kFLOP "
+                  f"per query at {result['peak_tflops']:g} TFLOP/s")
+    extra = ['limit ms', 'fastest / limit'] if flops else []
+    lines = [title, '', '| case | ' + ' | '.join([f'{v} ms | {v} GiB' for v in variants] + extra) + ' |',
+             '|---|' + '---|---|' * len(variants) + '---|' * len(extra)]
     by_case = {}
     for row in result['inference']:
         by_case.setdefault((row['lr'], row['scale'], row['hr']), {})[variant(row)] = row
@@ -153,11 +188,15 @@ def markdown(result: dict) -> str:
             r = rows.get(v, {})
             cells += [f"{r['ms']:.2f}" if 'ms' in r else r.get('error', '-'),
                       f"{r['peak_gib']:.3f}" if 'peak_gib' in r else '-']
+        if flops:
+            limit = limit_ms(flops, lr, hr, result['peak_tflops'])
+            fastest = min((r['ms'] for r in rows.values() if 'ms' in r), default=None)
+            cells += [f'{limit:.3f}', f'{fastest / limit:.1f}×' if fastest else '-']
         lines.append(f'| {lr}->{hr} x{s:g} | ' + ' | '.join(cells) + ' |')
     for row in result['train']:
         lines.append(f"| train step B{row['train_batch']} 48² {row['queries']}q x{row['scale']:g} ({row['dtype']}) | "
                      f"{row.get('ms', float('nan')):.2f} | {row.get('peak_gib', float('nan')):.3f} |" +
-                     ' |' * (2 * len(variants) - 2))
+                     ' |' * (2 * len(variants) - 2 + len(extra)))
     return '\n'.join(lines)
 
 
@@ -173,11 +212,16 @@ def main() -> None:
     parser.add_argument('--compile', action='store_true', help='add fp32 and bf16 with the query torch.compile-d')
     parser.add_argument('--max-hr', type=int, default=None, help='skip cases with larger outputs')
     parser.add_argument('--no-train', action='store_true', help='skip the training step')
+    parser.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
+                        help='a GaussianSR option of the benched design (repeatable)')
+    parser.add_argument('--peak-tflops', type=float, default=PEAK_TFLOPS,
+                        help=f'tensor-core throughput of the limit column (default {PEAK_TFLOPS:g})')
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
-    net = ARCH_REGISTRY.get('GaussianSR')().to(device).eval()
+    overrides = parse_overrides(args.overrides)
+    net = ARCH_REGISTRY.get('GaussianSR')(**overrides).to(device).eval()
     cases = [(side, scale) for side, scale in (GPU_CASES if device.type == 'cuda' else CPU_CASES)
              if not args.max_hr or round(side * scale) <= args.max_hr]
     dtypes = [torch.float32, torch.bfloat16]
@@ -189,7 +233,8 @@ def main() -> None:
     result = {
         'date': datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
         'device_name': torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu',
-        'torch': torch.__version__, 'params': sum(p.numel() for p in net.parameters()),
+        'torch': torch.__version__, 'params': sum(p.numel() for p in net.parameters()), 'variant': overrides,
+        'flops': matmul_flops(net), 'peak_tflops': args.peak_tflops,
         'inference': [
             r for dt, graph, tf32, compiled in variants
             for r in bench_inference(net, device, cases, dt, args.chunk_size, args.warmup, args.reps, graph, tf32,

@@ -21,6 +21,11 @@ def test_bench_cpu_json_and_table(tmp_path):
     assert [(r['lr'], r['hr'], r['dtype']) for r in rows] == [(32, 64, 'float32'), (32, 64, 'bfloat16')]
     assert all(r['ms'] > 0 and not r['graph'] and not r['tf32'] for r in rows)  # CUDA-only variants skipped on CPU
     assert result['train'] == [] and '| 32->64 x2 |' in run.stdout and '| case | fp32 ms |' in run.stdout
+    # the limit's FLOPs: the decoder's matmuls 68-256-256-256-256-3, and EDSR-baseline's 34 3x3 convolutions (head,
+    # 16 blocks of two, body end) plus the selection head per LR pixel
+    edsr = 9 * 64 * (3 + 33 * 64)
+    assert result['flops']['per_query'] == 2 * (68 * 256 + 3 * 256 * 256 + 256 * 3)
+    assert 2 * edsr < result['flops']['per_lr_px'] < 2.1 * edsr and '| limit ms | fastest / limit |' in run.stdout
 
 
 @pytest.mark.skipif(not shutil.which(os.environ.get('CXX', 'g++')), reason="Inductor's CPU backend needs a C++ compiler")
