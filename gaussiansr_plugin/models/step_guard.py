@@ -1,5 +1,5 @@
-"""The device side of the training step's non-finite guard: the step's flags and losses as one device tensor, the
-optimizer step and EMA update that skip on the device, and the queue of steps whose verdict the host has not read.
+"""The device side of the training step's non-finite guard: the step's flags and losses as one device tensor, and
+the optimizer step and EMA update that skip on the device.
 
 A step's verdict needs its flags on the host, and reading them is a device sync. With an optimizer that can skip a
 step on the device (a fused Adam: ``found_inf``, as AMP's GradScaler uses it), the steps run without that sync and
@@ -23,8 +23,10 @@ def step_stats(losses: List[torch.Tensor], grads_finite: torch.Tensor, distribut
 
 
 def skips_on_device(optimizer: torch.optim.Optimizer) -> bool:
-    """Whether ``optimizer.step()`` honours a ``found_inf`` device flag (PyTorch's fused optimizers)."""
-    return bool(getattr(optimizer, '_step_supports_amp_scaling', False))
+    """Whether ``optimizer.step()`` honours a ``found_inf`` device flag: a fused PyTorch optimizer whose groups are
+    all still fused (a training state saved by an unfused one brings its groups' ``fused: False`` back on resume)."""
+    return (bool(getattr(optimizer, '_step_supports_amp_scaling', False))
+            and all(group.get('fused') for group in optimizer.param_groups))
 
 
 def step_unless(optimizer: torch.optim.Optimizer, bad: torch.Tensor) -> None:

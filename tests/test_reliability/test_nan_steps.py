@@ -210,3 +210,19 @@ def test_device_skips_raise_at_the_next_read_naming_the_iteration(tiny_net_opt, 
     with pytest.raises(TrainingDiverged, match=r'iter 7: 3 non-finite steps in a row .*net_g_3.pth.*before iter 4'):
         model.save(0, 7)  # read before a checkpoint is written
     assert sorted(os.listdir(tmp_path)) == ['net_g_3.pth']
+
+
+def test_a_state_of_an_unfused_adam_resumes_on_the_host_path(tiny_net_opt, tmp_path):
+    """A training state saved before Adam was fused brings ``fused: False`` into the groups on resume: the step then
+    reads its verdict at once instead of handing ``found_inf`` to an unfused Adam (which refuses it)."""
+    old = build_model(_opt(tiny_net_opt, tmp_path))
+    old.feed_data(_batch())
+    old.optimize_parameters(1)
+    model = build_model(_fused_opt(tiny_net_opt, tmp_path))
+    model.optimizer_g.load_state_dict(old.optimizer_g.state_dict())
+    model.feed_data(_batch(float('nan')))
+    model.optimize_parameters(2)
+    assert model._nan_steps == 1  # read at once
+    model.feed_data(_batch())
+    model.optimize_parameters(3)
+    assert model._nan_steps == 0 and model._last_finite_iter == 3
