@@ -19,6 +19,8 @@ PHOTOS="${PHOTOS:-datasets/demo_wallpapers}"  # train/ and val/ of PNGs or lossl
 COMMON=(--iters "$ITERS" --train-dir "$PHOTOS/train" --eval-dir "$PHOTOS/val" --tf32
         --time-limit "$LIMIT")
 [ -z "${EVAL_AT:-}" ] || COMMON+=(--eval-at "$EVAL_AT")
+GABOR16R="--set gabor_bands=16 --set kernel_refine=true --set head_input=all"
+BALANCE="$GABOR16R --set bank_balance=0.01"  # the design of options/gaussiansr_x4.yml
 declare -A ROW_ARGS=(
   [default]="--crops $OUT/crops --save-weights $OUT/default.pth"
   [ng0]="--set num_gaussian_channels=0"
@@ -35,13 +37,14 @@ declare -A ROW_ARGS=(
   [banklr100]="--bank-lr-mult 100"
   [refine]="--set kernel_refine=true --set head_input=all --save-weights $OUT/refine.pth"
   [gabor16]="--set gabor_bands=16"
-  [gabor16r]="--set gabor_bands=16 --set kernel_refine=true --set head_input=all --save-weights $OUT/gabor16r.pth --crops $OUT/crops_gabor16r"
+  [gabor16r]="$GABOR16R --save-weights $OUT/gabor16r.pth --crops $OUT/crops_gabor16r"
   [gabor32r]="--set gabor_bands=32 --set kernel_refine=true --set head_input=all"
-  [balance]="--set gabor_bands=16 --set kernel_refine=true --set head_input=all --set bank_balance=0.01"
-  [balance_s1]="--seed 1 --set gabor_bands=16 --set kernel_refine=true --set head_input=all --set bank_balance=0.01"
+  [balance]="$BALANCE"
+  [balance_s1]="--seed 1 $BALANCE"
   [balance32]="--set gabor_bands=32 --set kernel_refine=true --set head_input=all --set bank_balance=0.01"
+  [periodic]="$BALANCE --set offset_encoding=periodic"
   [default_s1]="--seed 1"
-  [gabor16r_s1]="--seed 1 --set gabor_bands=16 --set kernel_refine=true --set head_input=all"
+  [gabor16r_s1]="--seed 1 $GABOR16R"
   [ng0_s1]="--seed 1 --set num_gaussian_channels=0"
   [official]="--peer gaussiansr --peer-root .peers --crops $OUT/crops"
   [liif]="--peer liif --peer-root .peers --crops $OUT/crops"

@@ -2,6 +2,7 @@
 
 Reference code: https://github.com/tljxyys/GaussianSR. Differences from it are listed in docs/architecture.md.
 """
+import math
 from typing import Optional, Sequence, Tuple
 
 import torch
@@ -25,6 +26,7 @@ _NORM_MEAN, _NORM_STD = 0.5, 0.5
 # the smallest query chunk that fitting to free memory, out-of-memory retries and the CPU memory plan go down to:
 # smaller ones run slowly and save little
 MIN_CHUNK_SIZE = 4096
+OFFSET_ENCODINGS = ('linear', 'periodic')
 
 
 def sample_bicubic(x: Tensor, coord: Tensor) -> Tensor:
@@ -87,6 +89,10 @@ class GaussianSR(nn.Module):
         bank_balance (float): Weight of a load-balancing term on the kernel selection (``sgs.balance_loss``, Switch
             Transformer's auxiliary loss), computed in each training forward; the training code adds what
             ``take_balance_loss`` returns to its loss. 0: off. Default: 0.
+        offset_encoding (str): How the decoder reads the query's offset r in [-1, 1) to the nearest LR centre
+            (y, x): ``linear`` (r itself, as LIIF and the official code; it jumps from +1 to -1 at every LR cell
+            border, where the decoded image can step) or ``periodic`` ((sin pi r, cos pi r): the same information
+            within a cell, continuous across its borders). Default: 'linear'.
         cell_clip (float | None): Scales above it are decoded with its cell (LTE's cell clipping): the cell input
             stays in the range the decoder was trained on, set it to the training's largest scale; None: the true
             cell at every scale. Changes nothing up to that scale. Default: 4 (docs/quality.md: +0.08 to +0.13 dB
@@ -113,6 +119,7 @@ class GaussianSR(nn.Module):
                  chunk_size: int = 131072,
                  splat_backend: str = 'auto',
                  bank_balance: float = 0.0,
+                 offset_encoding: str = 'linear',
                  cell_clip: Optional[float] = 4.0):
         super().__init__()
         _check_sizes(bank_size, sigma_range, tau, mlp_hidden, head_hidden)
@@ -140,6 +147,8 @@ class GaussianSR(nn.Module):
             raise ValueError(f'bank_balance must be a number >= 0, got {bank_balance!r}')
         if bank_balance > 0 and not (num_gaussian_channels > 0 or gabor_bands > 0):
             raise ValueError('bank_balance needs a Gaussian bank (num_gaussian_channels > 0 or gabor_bands > 0)')
+        if offset_encoding not in OFFSET_ENCODINGS:
+            raise ValueError(f'offset_encoding must be one of {OFFSET_ENCODINGS}, got {offset_encoding!r}')
         if cell_clip is not None and not (is_number(cell_clip) and cell_clip >= 1):
             raise ValueError(f'cell_clip must be a scale >= 1 or null, got {cell_clip!r}')
         if splat_backend not in SPLAT_BACKENDS:
@@ -158,13 +167,14 @@ class GaussianSR(nn.Module):
         self.has_gaussians = num_gaussian_channels > 0 or gabor_bands > 0
         self.bank_balance = float(bank_balance)
         self.cell_clip = None if cell_clip is None else float(cell_clip)
+        self.offset_encoding = offset_encoding
         self._balance_loss: Optional[Tensor] = None  # of the last training forward, until take_balance_loss
         if self.has_gaussians:
             head_ch = num_gaussian_channels if head_input == 'gaussian' else num_feat
             self.head = GaussianHead(head_ch, bank_size, head_hidden, refine=self.kernel_refine)
             self.bank = GaussianBank(bank_size, tuple(sigma_range))
         self.gabor = GaborTexture(num_feat, gabor_bands) if gabor_bands > 0 else None
-        self.decoder = MLPDecoder(num_feat + 4 + 2 * gabor_bands, 3, tuple(mlp_hidden))
+        self.decoder = MLPDecoder(num_feat + self.offset_features + 2 + 2 * gabor_bands, 3, tuple(mlp_hidden))
 
     def output_options(self) -> dict:
         """The options that change the outputs without changing the weights' shapes, as checkpoints record them
@@ -274,7 +284,9 @@ class GaussianSR(nn.Module):
         num_side_feat = feat.shape[1] - ng
         if num_side_feat > 0:
             parts.append(sampled[..., :num_side_feat].to(feat.dtype))
-        rel = 2 * (pos - torch.floor(pos + 0.5))  # offset to the nearest LR centre, in [-1, 1]
+        rel = 2 * (pos - torch.floor(pos + 0.5))  # offset to the nearest LR centre, in [-1, 1)
+        if self.offset_encoding == 'periodic':
+            rel = torch.cat([torch.sin(math.pi * rel), torch.cos(math.pi * rel)], dim=-1)
         cell_lr = cell * lr_size  # 2 / scale
         if self.cell_clip is not None:
             cell_lr = cell_lr.clamp_min(2 / self.cell_clip)
@@ -314,6 +326,11 @@ class GaussianSR(nn.Module):
         return out.view(b, grid_size[0], grid_size[1], 3).permute(0, 3, 1, 2)
 
     @property
+    def offset_features(self) -> int:
+        """Decoder inputs that encode the offset to the nearest LR centre (``offset_encoding``)."""
+        return 4 if self.offset_encoding == 'periodic' else 2
+
+    @property
     def splatted_channels(self) -> int:
         """Channels the splat op carries to each query: the splatted features, then two per Gabor band; 0 without
         Gaussians."""
@@ -339,7 +356,7 @@ class GaussianSR(nn.Module):
         bands = 2 * self.gabor.bands if self.gabor is not None else 0
         splatted = self.splatted_channels
         sampled = self.encoder.num_feat_out - self.num_gaussian_channels + (3 if self.residual else 0)
-        streams = splatted + bands + sampled + 3 * 2  # + position, offset to the centre and cell, (y, x) each
+        streams = splatted + bands + sampled + 4 + self.offset_features  # + position, cell, the offset's features
         in_features = linears[0].in_features
         converted = in_features if dtype != torch.float32 else 0
         activations = converted + in_features + 2 * max(m.out_features for m in linears)

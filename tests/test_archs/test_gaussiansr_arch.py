@@ -284,7 +284,8 @@ def _decode_peak_bytes(net, queries: int) -> int:
         return round(peak_memory_mb(lambda: net._query(feat, params, side, coord, cell), torch.device('cpu')) * 2**20)
 
 
-@pytest.mark.parametrize('options', [{}, {'residual': 'none', 'mlp_hidden': [64, 128]}])
+@pytest.mark.parametrize('options', [{}, {'residual': 'none', 'mlp_hidden': [64, 128]},
+                                     {'offset_encoding': 'periodic'}])
 def test_query_bytes_bounds_the_measured_decode_peak(options):
     """Without splatting (so without the CPU reference's window, which memory_plan adds) the derived bytes per query
     bound the measured peak of decoding a chunk, and are not a loose guess (within 10%)."""
@@ -337,3 +338,29 @@ def test_cell_clip_decodes_larger_scales_with_the_cell_of_the_clip_scale():
 def test_bad_cell_clip(bad):
     with pytest.raises(ValueError, match='cell_clip must be a scale >= 1 or null'):
         ARCH_REGISTRY.get('GaussianSR')(cell_clip=bad)
+
+
+def test_periodic_offsets_decode_continuously_across_lr_cell_borders():
+    """Two queries 2e-4 LR pixels apart on either side of an LR cell border: the linear offset jumps from +1 to -1
+    between them and so does the decoded colour; its periodic encoding does not (same weights otherwise)."""
+    tiny = dict(encoder={'type': 'edsr-baseline', 'num_feat': 8, 'num_block': 1}, mlp_hidden=[16], bank_size=4,
+                num_gaussian_channels=4)
+    lq = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    x = torch.tensor([2.5 - 1e-4, 2.5 + 1e-4])  # LR-pixel positions; the border of pixels 2 and 3 is at 2.5
+    coord = torch.stack([torch.full_like(x, 2.2), x], dim=-1)[None]
+    coord = 2 * (coord + 0.5) / 6 - 1
+    cell = torch.full((1, 2, 2), 2 / 24)
+    steps = {}
+    for encoding in ('linear', 'periodic'):
+        torch.manual_seed(0)
+        net = ARCH_REGISTRY.get('GaussianSR')(**tiny, offset_encoding=encoding).eval()
+        with torch.no_grad():
+            out = net(lq, coord, cell)[0]
+        steps[encoding] = (out[0] - out[1]).abs().max().item()
+    assert steps['periodic'] < 1e-3 < 10 * steps['periodic'] < steps['linear']
+    assert net.decoder.layers[0].in_features == 8 + 4 + 2  # features, (sin, cos) of the offset (y, x), cell
+
+
+def test_bad_offset_encoding():
+    with pytest.raises(ValueError, match="offset_encoding must be one of \\('linear', 'periodic'\\), got 'sine'"):
+        ARCH_REGISTRY.get('GaussianSR')(offset_encoding='sine')
