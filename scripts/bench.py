@@ -141,10 +141,10 @@ def train_inputs(device: torch.device, scale: float = 4.0, batch: int = 16, q: i
     return lq, coord, cell, torch.rand(batch, q, 3, device=device)
 
 
-def time_train_step(params, forward, device, dtype, warmup, reps, scale=4.0, batch=16, q=2304) -> dict:
-    """The timed training step, ours and the peers' (bench_peers.py) alike: ``forward(lq, coord, cell)`` on
-    ``train_inputs`` (under autocast to ``dtype`` unless float32), L1, backward, an Adam step over ``params`` (fused on
-    a GPU, as GaussianSRModel trains there)."""
+def train_step(params, forward, device, dtype, scale=4.0, batch=16, q=2304):
+    """The benched training step as a closure: ``forward(lq, coord, cell)`` on ``train_inputs`` (under autocast to
+    ``dtype`` unless float32), L1, backward, an Adam step over ``params`` (fused on a GPU, as GaussianSRModel trains
+    there)."""
     opt = torch.optim.Adam(params, 1e-4, fused=device.type == 'cuda')
     lq, coord, cell, gt = train_inputs(device, scale, batch, q)
 
@@ -155,6 +155,12 @@ def time_train_step(params, forward, device, dtype, warmup, reps, scale=4.0, bat
         (out.float() - gt).abs().mean().backward()
         opt.step()
 
+    return step
+
+
+def time_train_step(params, forward, device, dtype, warmup, reps, scale=4.0, batch=16, q=2304) -> dict:
+    """The timed ``train_step``, ours and the peers' (bench_peers.py) alike."""
+    step = train_step(params, forward, device, dtype, scale, batch, q)
     row = {'train_batch': batch, 'scale': scale, 'queries': q, 'dtype': str(dtype).split('.')[-1]}
     row.update(measure(device, step, warmup, reps))
     print(json.dumps(row), flush=True)

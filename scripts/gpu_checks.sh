@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The GPU-only checks and measurements of docs/benchmarks.md in one run, for a lent GPU machine, most important
 # first, each step under its own time limit: the CUDA tests; our latency/memory bench (eager fp32, TF32 and bf16,
-# CUDA graphs; then with the query compiled by torch.compile); when the peers' source folders are in .peers/
-# (GaussianSR/, liif/), their latency on the same machine (scripts/bench_peers.py); where the time of a query block
-# goes (bench_query_parts.py at x12, x6 and 256->1024); the bench at chunks of 2^15 and 2^18 queries.
+# CUDA graphs; then with the query compiled by torch.compile); the training step's operators in fp32 and bf16
+# (profile_train_step.py); when the peers' source folders are in .peers/ (GaussianSR/, liif/), their latency on the
+# same machine (scripts/bench_peers.py); where the time of a query block goes (bench_query_parts.py at x12, x6 and
+# 256->1024); the bench at chunks of 2^15 and 2^18 queries.
 # Everything lands in one archive OUT_DIR/gpu_checks.tgz (a lent machine returns few files), also when a step fails.
 #   bash scripts/gpu_checks.sh OUT_DIR
 set -uo pipefail
@@ -24,6 +25,7 @@ tail -14 "$WORK/bench.md"
 timeout 240 python scripts/bench.py --compile --max-hr 1024 --no-train --json "$WORK/bench_compile.json" \
   > "$WORK/bench_compile.md" 2>&1
 tail -9 "$WORK/bench_compile.md"
+timeout 60 python scripts/profile_train_step.py --rows 30 > "$WORK/train_profile.md" 2>&1
 for pair in gaussiansr:GaussianSR liif:liif; do
   peer="${pair%%:*}"
   if [ -d ".peers/${pair##*:}" ]; then

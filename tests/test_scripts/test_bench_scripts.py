@@ -44,6 +44,15 @@ def test_bench_compiled_query_rows(tmp_path):
     assert '| fp32 compiled ms |' in run.stdout
 
 
+def test_profile_train_step_cpu_smoke():
+    cmd = [sys.executable, os.path.join(ROOT, 'scripts', 'profile_train_step.py'), '--device', 'cpu', '--steps', '1',
+           '--rows', '5', '--batch', '2', '--queries', '64']
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert '## float32' in run.stdout and '## bfloat16' in run.stdout
+    assert run.stdout.count('Self CPU time total') == 2 and 'convolution' in run.stdout
+
+
 def test_plot_bench_from_recorded_json(tmp_path):
     png = tmp_path / 'scaling.png'
     subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'plot_bench.py'),
