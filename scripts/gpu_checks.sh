@@ -17,7 +17,8 @@ trap 'date -u >> "$WORK/machine.txt"; tar czf "$OUT/gpu_checks.tgz" -C "$WORK" .
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
   python -c 'import torch; print(torch.__version__)'
 } > "$WORK/machine.txt" 2>&1
-timeout 150 python -m pytest -q -p no:cacheprovider tests/test_inference tests/test_ops tests/test_archs -k "not large" \
+timeout 200 python -m pytest -q -p no:cacheprovider tests/test_inference tests/test_ops tests/test_archs tests/test_models \
+  tests/test_reliability/test_nan_steps.py -k "not large" \
   > "$WORK/pytest_cuda.log" 2>&1
 tail -1 "$WORK/pytest_cuda.log"
 timeout 150 python scripts/bench.py --cuda-graph --tf32 --json "$WORK/bench.json" > "$WORK/bench.md" 2>&1
