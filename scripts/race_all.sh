@@ -44,6 +44,7 @@ declare -A ROW_ARGS=(
   [balance32]="--set gabor_bands=32 --set kernel_refine=true --set head_input=all --set bank_balance=0.01"
   [periodic]="$BALANCE --set offset_encoding=periodic"
   [balance_ng16]="$BALANCE --set num_gaussian_channels=16"
+  [balance_soft]="$BALANCE --set gumbel_hard=false"
   [default_s1]="--seed 1"
   [gabor16r_s1]="--seed 1 $GABOR16R"
   [ng0_s1]="--seed 1 --set num_gaussian_channels=0"
