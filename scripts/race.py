@@ -160,7 +160,9 @@ def make_batch(photos: List[torch.Tensor], gen: torch.Generator) -> Batch:
         crops.append(crop.transpose(-2, -1) if transpose else crop)
         picks.append(torch.randperm(side * side, generator=gen)[:SAMPLE_Q])
     hr = torch.stack(crops).float() / 255
-    idx = torch.stack(picks).to(device)  # [B, Q]
+    idx = torch.stack(picks)  # [B, Q]
+    # pinned and non-blocking on a GPU: a copy from pageable memory would wait for the GPU at every step
+    idx = idx.pin_memory().to(device, non_blocking=True) if device.type == 'cuda' else idx.to(device)
     coord = make_coord((side, side), device=device)[idx]
     gt = hr.flatten(2).gather(2, idx[:, None].expand(-1, 3, -1)).transpose(1, 2)
     cell = torch.full_like(coord, 2 / side)
