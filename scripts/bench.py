@@ -1,7 +1,8 @@
 """Latency and peak memory of GaussianSR (EDSR-baseline, random weights, batch 1) per LR->HR case, fp32 and bf16,
 plus the training step (B16, 48x48 LR, 2304 queries, x4). CUDA: CUDA events after warm-up, median of --reps runs,
 ``torch.cuda.max_memory_allocated``. CPU: perf_counter median, smaller cases (a sanity figure only).
-``--cuda-graph`` adds the same cases replayed from CUDA graphs (``GraphedUpsample``) up to 1024x1024 outputs;
+``--cuda-graph`` adds the same cases replayed from CUDA graphs (``GraphedUpsample``) up to 1024x1024 outputs, and the
+training step replayed from one (``graphed_train_step``);
 ``--set key=value`` benches another design (e.g. the training ymls': ``--set gabor_bands=16 --set kernel_refine=true
 --set head_input=all``); every case also gets its tensor-core limit: the FLOPs of the convolutions before the queries
 (per LR pixel) and of the decoder (per query), counted by ``torch.utils.flop_counter``, at ``--peak-tflops``.
@@ -37,6 +38,7 @@ from race import parse_overrides  # noqa: E402  (the race's --set parser)
 GPU_CASES = [(64, 2), (64, 6), (128, 4), (256, 4), (64, 12), (512, 4), (1024, 4), (2048, 4)]
 CPU_CASES = [(32, 2), (32, 4), (64, 4)]
 GRAPH_MAX_HR = 1024  # beyond this the GPU, not the launches, sets the pace
+TRAIN_GRAPH_WARMUP = 3  # eager steps before the training step is captured (cuDNN autotuning, lazy allocations)
 PEAK_TFLOPS = 790.0  # dense bf16 tensor-core matmul throughput reachable on an H200 (of 989 nominal)
 
 
@@ -158,18 +160,51 @@ def train_step(params, forward, device, dtype, scale=4.0, batch=16, q=2304):
     return step
 
 
-def time_train_step(params, forward, device, dtype, warmup, reps, scale=4.0, batch=16, q=2304) -> dict:
-    """The timed ``train_step``, ours and the peers' (bench_peers.py) alike."""
-    step = train_step(params, forward, device, dtype, scale, batch, q)
-    row = {'train_batch': batch, 'scale': scale, 'queries': q, 'dtype': str(dtype).split('.')[-1]}
-    row.update(measure(device, step, warmup, reps))
+def graphed_train_step(params, forward, device, dtype, scale=4.0, batch=16, q=2304):
+    """``train_step`` recorded once as a CUDA graph and returned as its replay (PyTorch's whole-network capture:
+    forward, backward and a capturable fused Adam step on static inputs, after warm-up steps on a side stream): what
+    a step costs without the host launching its kernels one by one."""
+    opt = torch.optim.Adam(params, 1e-4, fused=True, capturable=True)
+    lq, coord, cell, gt = train_inputs(device, scale, batch, q)
+
+    def step():
+        # autocast's weight-cast cache would hand the graph tensors freed after capture: capture with it off
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32, cache_enabled=False):
+            out = forward(lq, coord, cell)
+        (out.float() - gt).abs().mean().backward()
+        opt.step()
+
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(TRAIN_GRAPH_WARMUP):
+            opt.zero_grad(set_to_none=True)
+            step()
+    torch.cuda.current_stream(device).wait_stream(side)
+    opt.zero_grad(set_to_none=True)  # the captured backward then writes the gradients into the graph's own memory
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
+
+
+def time_train_step(params, forward, device, dtype, warmup, reps, scale=4.0, batch=16, q=2304,
+                    graph=False) -> dict:
+    """The timed ``train_step`` (``graph``: its CUDA-graph replay), ours and the peers' (bench_peers.py) alike."""
+    row = {'train_batch': batch, 'scale': scale, 'queries': q, 'dtype': str(dtype).split('.')[-1], 'graph': graph}
+    try:
+        step = (graphed_train_step if graph else train_step)(list(params), forward, device, dtype, scale, batch, q)
+    except RuntimeError as exc:  # a step that cannot be captured is a finding, not the end of the device run
+        row['error'] = f'{type(exc).__name__}: {first_line(exc)[:120]}'
+    else:
+        row.update(measure(device, step, warmup, reps))
     print(json.dumps(row), flush=True)
     return row
 
 
-def bench_train(net, device, dtype, warmup, reps, scale=4.0, batch=16, q=2304):
+def bench_train(net, device, dtype, warmup, reps, scale=4.0, batch=16, q=2304, graph=False):
     net.train()
-    row = time_train_step(net.parameters(), net, device, dtype, warmup, reps, scale, batch, q)
+    row = time_train_step(net.parameters(), net, device, dtype, warmup, reps, scale, batch, q, graph)
     net.eval()
     return row
 
@@ -200,8 +235,10 @@ def markdown(result: dict) -> str:
             cells += [f'{limit:.3f}', f'{fastest / limit:.1f}×' if fastest else '-']
         lines.append(f'| {lr}->{hr} x{s:g} | ' + ' | '.join(cells) + ' |')
     for row in result['train']:
-        lines.append(f"| train step B{row['train_batch']} 48² {row['queries']}q x{row['scale']:g} ({row['dtype']}) | "
-                     f"{row.get('ms', float('nan')):.2f} | {row.get('peak_gib', float('nan')):.3f} |" +
+        label = row['dtype'] + (', graph' if row.get('graph') else '')
+        ms = f"{row['ms']:.2f}" if 'ms' in row else row.get('error', '-')
+        lines.append(f"| train step B{row['train_batch']} 48² {row['queries']}q x{row['scale']:g} ({label}) | "
+                     f"{ms} | {row.get('peak_gib', float('nan')):.3f} |" +
                      ' |' * (2 * len(variants) - 2 + len(extra)))
     return '\n'.join(lines)
 
@@ -246,8 +283,9 @@ def main() -> None:
             for r in bench_inference(net, device, cases, dt, args.chunk_size, args.warmup, args.reps, graph, tf32,
                                      compiled)
         ],
-        'train': [] if args.no_train else [bench_train(net, device, dt, args.warmup, max(5, args.reps // 2))
-                                           for dt in dtypes],
+        'train': [] if args.no_train else [
+            bench_train(net, device, dt, args.warmup, max(5, args.reps // 2), graph=graph)
+            for graph in ([False, True] if args.cuda_graph and cuda else [False]) for dt in dtypes],
     }
     print(markdown(result))
     if args.json:
