@@ -4,7 +4,7 @@ import copy
 import functools
 import os
 from collections import OrderedDict
-from typing import List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -21,6 +21,7 @@ from ..safe_load import checkpoint_network_options, load_weights, read_checkpoin
 from .checkpoint_io import atomic_torch_save, checkpoint_before, get_rng_state, set_rng_state
 from .option_sections import check_sections
 from .schedules import resolve_crop_border, tau_at
+from .step_graph import WARMUP_STEPS, StepGraph, graph_problem, portable_optimizer_state
 from .step_guard import ema_update_unless, skips_on_device, step_stats, step_unless
 
 
@@ -52,6 +53,7 @@ class GaussianSRModel(SRModel):
     ``network_g.bank_balance`` > 0 the network's load-balancing term is added to the loss and logged as ``l_balance``.
     On a GPU, Adam is fused unless ``optim_g`` sets ``fused`` or ``foreach``: non-finite steps are then skipped on the
     device and the host reads the steps' verdicts and losses every ``max_nan_steps`` steps and before a log or a save.
+    ``cuda_graph: true`` records the whole step as one CUDA graph after a few eager steps (``models/step_graph.py``).
     Extra ``val`` options: ``chunk_size`` (formerly ``query_chunk``), ``tile``, ``tile_overlap``, ``precision``
     (``fp32`` | ``tf32`` | ``bf16``, default fp32); ``crop_border`` of a
     metric may be an int, ``scale`` or ``scale+N``.
@@ -65,9 +67,11 @@ class GaussianSRModel(SRModel):
         self._nan_steps = 0
         self._last_finite_iter = 0
         self._unsettled: List[Tuple[int, List[str], torch.Tensor]] = []  # steps run before the host read their flags
+        self._step_graph: Optional[StepGraph] = None
         if self.is_train:
             self._max_nan_steps()  # a bad value fails before training starts
             self._warn_cell_clip(opt)
+            self._setup_step_graph()
 
     def _warn_cell_clip(self, opt: dict) -> None:
         """Say so when the network clips cells below the training's largest scale (``cell_clip``): those scales are
@@ -78,6 +82,19 @@ class GaussianSRModel(SRModel):
             get_root_logger().warning(f'network_g.cell_clip {clip:g} is below the training scale_max {scale_max:g}: '
                                       f'scales above x{clip:g} train with the cell of x{clip:g}; set cell_clip: '
                                       f'{scale_max:g} (or null)')
+
+    def _setup_step_graph(self) -> None:
+        """``train.cuda_graph``: check that the step can be recorded (one ``ValueError`` saying why not)."""
+        wanted = self.opt['train'].get('cuda_graph', False)
+        if not isinstance(wanted, bool):
+            raise ValueError(f'train.cuda_graph must be true or false, got {wanted!r}')
+        if not wanted:
+            return
+        problem = graph_problem(self.device, self.opt['dist'], self.opt['train'], self.optimizer_g)
+        if problem:
+            raise ValueError(f'train.cuda_graph: {problem}')
+        self._step_graph = StepGraph(self.device)
+        self._graph_warmup_left = WARMUP_STEPS
 
     def setup_optimizers(self):
         """BasicSR's, except with ``train.bank_lr_mult`` != 1: the bank then trains in a second parameter group at that
@@ -120,17 +137,38 @@ class GaussianSRModel(SRModel):
 
     def _autocast(self):
         if self.opt['train'].get('amp') in ('bf16', 'bfloat16', True):
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+            # autocast's weight-cast cache would hand a recorded step tensors freed after the capture
+            return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=self._step_graph is None)
         return contextlib.nullcontext()
 
     def optimize_parameters(self, current_iter):
         train_opt = self.opt['train']
         if train_opt.get('tau_schedule'):
             self.get_bare_model(self.net_g).tau = tau_at(train_opt['tau_schedule'], current_iter)
+        if self._step_graph is not None:
+            self._graph_step(current_iter)
+            return
         self.optimizer_g.zero_grad(set_to_none=True)
+        keys, stats = self._forward_backward(self._batch())
+        if skips_on_device(self.optimizer_g):
+            self._step_on_device(current_iter, keys, stats)
+            return
+        *values, bad_loss, bad_grads = stats.tolist()  # the step's one host sync
+        if not self._account_step(current_iter, keys, values, bad_loss == 0, bad_grads == 0):
+            self.optimizer_g.zero_grad(set_to_none=True)
+            return
+        self.optimizer_g.step()
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def _batch(self) -> Dict[str, torch.Tensor]:
+        return {'lq': self.lq, 'coord': self.coord, 'cell': self.cell, 'gt_q': self.gt_q}
+
+    def _forward_backward(self, batch: Dict[str, torch.Tensor]) -> Tuple[List[str], torch.Tensor]:
+        """Forward, loss and backward of ``batch``: the names of the losses and the step's stats (``step_stats``)."""
         with self._autocast():
-            self.output = self.net_g(self.lq, self.coord, self.cell)
-        l_pix = self.cri_pix(self.output.float(), self.gt_q)
+            self.output = self.net_g(batch['lq'], batch['coord'], batch['cell'])
+        l_pix = self.cri_pix(self.output.float(), batch['gt_q'])
         losses = OrderedDict(l_pix=l_pix)
         take_balance = getattr(self.get_bare_model(self.net_g), 'take_balance_loss', None)  # GaussianSR's
         l_balance = take_balance() if take_balance is not None else None  # with network_g.bank_balance > 0 only
@@ -138,28 +176,57 @@ class GaussianSRModel(SRModel):
             losses['l_balance'] = l_balance
         l_total = l_pix if l_balance is None else l_pix + l_balance
         l_total.backward()  # a non-finite loss gives non-finite gradients, which the skipped step drops
-        stats = step_stats(list(losses.values()), self._gradients_finite(train_opt.get('grad_clip')), self.opt['dist'])
-        if skips_on_device(self.optimizer_g):
-            self._step_on_device(current_iter, list(losses), stats)
-            return
-        *values, bad_loss, bad_grads = stats.tolist()  # the step's one host sync
-        if not self._account_step(current_iter, list(losses), values, bad_loss == 0, bad_grads == 0):
-            self.optimizer_g.zero_grad(set_to_none=True)
-            return
-        self.optimizer_g.step()
-        if self.ema_decay > 0:
-            self.model_ema(decay=self.ema_decay)
+        grads_finite = self._gradients_finite(self.opt['train'].get('grad_clip'))
+        return list(losses), step_stats(list(losses.values()), grads_finite, self.opt['dist'])
 
     def _step_on_device(self, current_iter: int, keys: List[str], stats: torch.Tensor) -> None:
         """Step (and EMA) unless the step is non-finite, decided on the device; the host reads the verdicts of
         ``max_nan_steps`` steps at a time, and before a log or a checkpoint (``_settle_steps``)."""
+        self._update_unless(stats)
+        self._queue_step(current_iter, keys, stats)
+
+    def _update_unless(self, stats: torch.Tensor) -> None:
+        """The optimizer step and the EMA update, both no-ops on the device for a non-finite step."""
         bad = (stats[-2:].sum() > 0).float()
         step_unless(self.optimizer_g, bad)
         if self.ema_decay > 0:
             ema_update_unless(self.net_g_ema, self.get_bare_model(self.net_g), self.ema_decay, bad)
+
+    def _queue_step(self, current_iter: int, keys: List[str], stats: torch.Tensor) -> None:
         self._unsettled.append((current_iter, keys, stats))
         if len(self._unsettled) >= self._max_nan_steps():
             self._settle_steps()
+
+    def _graph_step(self, current_iter: int) -> None:
+        """``train.cuda_graph``: a few eager steps on a side stream, then record the step once and replay it on every
+        batch of the recorded shapes (a batch of other shapes trains eagerly)."""
+        graph, batch = self._step_graph, self._batch()
+        if not graph.lrs:
+            graph.prepare(self.optimizer_g)
+        graph.follow_lrs(self.optimizer_g)
+        if graph.captured and graph.fits(batch):
+            stats = graph.replay(batch)
+            self._queue_step(current_iter, self._graph_keys, stats)
+            return
+        if graph.captured or self._graph_warmup_left > 0:
+            self._graph_warmup_left -= 1
+            with graph.side_stream():
+                self.optimizer_g.zero_grad(set_to_none=True)
+                self._step_on_device(current_iter, *self._forward_backward(batch))
+            return
+        self.optimizer_g.zero_grad(set_to_none=True)  # the recorded backward keeps the gradients in its own memory
+        graph.capture(batch, self._recorded_step)
+        stats = graph.replay(batch)
+        self._queue_step(current_iter, self._graph_keys, stats)
+
+    def _recorded_step(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+        keys, stats = self._forward_backward(batch)
+        self._graph_keys = keys
+        self._update_unless(stats)
+        return stats
+
+    def get_current_learning_rate(self):
+        return [float(group['lr']) for group in self.optimizers[0].param_groups]  # a device tensor when recorded
 
     def _settle_steps(self) -> None:
         """Read the verdicts of the steps run on the device so far (one host transfer) and account for them in
@@ -324,7 +391,7 @@ class GaussianSRModel(SRModel):
         state = {
             'epoch': epoch,
             'iter': current_iter,
-            'optimizers': [o.state_dict() for o in self.optimizers],
+            'optimizers': [portable_optimizer_state(o) for o in self.optimizers],
             'schedulers': [s.state_dict() for s in self.schedulers],
             'rng': get_rng_state(),
             'nan_steps': self._nan_steps,

@@ -14,7 +14,8 @@ from ..precision import DEFAULT_PRECISION, check_precision
 
 # SRModel's own keys (basicsr/models/sr_model.py, basicsr/train.py), then GaussianSRModel's
 TRAIN_KEYS = frozenset({'ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt',
-                        'perceptual_opt', 'amp', 'grad_clip', 'tau_schedule', 'max_nan_steps', 'bank_lr_mult'})
+                        'perceptual_opt', 'amp', 'grad_clip', 'tau_schedule', 'max_nan_steps', 'bank_lr_mult',
+                        'cuda_graph'})
 VAL_KEYS = frozenset({'val_freq', 'save_img', 'suffix', 'metrics', 'pbar', 'chunk_size', 'tile', 'tile_overlap',
                       'precision'})
 # old spellings of val keys: they keep working, with a warning, until the next release

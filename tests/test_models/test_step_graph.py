@@ -1,0 +1,151 @@
+"""train.cuda_graph: the training step recorded once as a CUDA graph and replayed. On the CPU a stand-in graph runs
+the recorded step at each replay, which tests the model's side (warm-up, static inputs, learning rates, the queued
+verdicts); on a GPU the real graph is compared with eager steps."""
+from contextlib import contextmanager
+
+import pytest
+import torch
+
+from basicsr.models import build_model
+from gaussiansr_plugin.archs.gaussian_util import make_cell, make_coord
+from gaussiansr_plugin.models import gaussiansr_model, step_graph
+from shared_helpers import model_opt
+
+
+class ReplayedEagerly(step_graph.StepGraph):
+    """A StepGraph whose replay runs the recorded step itself, with the gradients a real capture would write anew."""
+
+    def prepare(self, optimizer):
+        self.optimizer = optimizer
+        self.lrs = [torch.tensor(float(group['lr'])) for group in optimizer.param_groups]  # no capturable on the CPU
+        for group, lr in zip(optimizer.param_groups, self.lrs):
+            group['lr'] = lr
+
+    @contextmanager
+    def side_stream(self):
+        yield
+
+    def capture(self, inputs, step):
+        self.static = {key: value.clone() for key, value in inputs.items()}
+        self.graph, self.step = True, step
+
+    def replay(self, inputs):
+        for key, value in inputs.items():
+            self.static[key].copy_(value)
+        self.optimizer.zero_grad(set_to_none=True)
+        return self.step(self.static).clone()
+
+
+def _opt(tiny_net_opt, tmp_path, **train):
+    optim = {'type': 'Adam', 'lr': 1e-3, 'fused': True}
+    return model_opt(tiny_net_opt, tmp_path, optim_g=optim, ema_decay=0.9, max_nan_steps=3,
+                     scheduler={'type': 'MultiStepLR', 'milestones': [5], 'gamma': 0.5}, **train)
+
+
+def _batch(seed, gt_value=None, b=2, q=32, size=(24, 24)):
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, size[0] * size[1], (b, q), generator=gen)
+    gt_q = torch.rand(b, q, 3, generator=gen)
+    if gt_value is not None:
+        gt_q[0, 0, 0] = gt_value
+    return {'lq': torch.rand(b, 3, 8, 8, generator=gen), 'coord': make_coord(size)[idx],
+            'cell': make_cell(q, size)[None].expand(b, -1, -1), 'gt_q': gt_q}
+
+
+def _train(model, batches):
+    logs = []
+    for it, batch in enumerate(batches, start=1):
+        model.update_learning_rate(it)
+        model.feed_data(batch)
+        model.optimize_parameters(it)
+        logs.append(dict(model.get_current_log()))
+    return logs
+
+
+def test_a_recorded_step_trains_as_the_eager_step(tiny_net_opt, tmp_path, monkeypatch):
+    """Warm-up steps, the capture, replays, a batch of other shapes, a non-finite batch and a learning-rate change
+    (the scheduler halves it from step 6): the same weights, EMA, log and learning rate as eager steps on the same
+    batches."""
+    monkeypatch.setattr(gaussiansr_model, 'StepGraph', ReplayedEagerly)
+    monkeypatch.setattr(gaussiansr_model, 'graph_problem', lambda *args: '')
+    batches = [_batch(i) for i in range(6)] + [_batch(6, b=3), _batch(7, gt_value=float('nan')), _batch(8)]
+    runs = []
+    for graphed in (False, True):
+        torch.manual_seed(0)
+        model = build_model(_opt(tiny_net_opt, tmp_path, cuda_graph=graphed))
+        runs.append((model, _train(model, batches)))
+    (eager, eager_logs), (graphed, graphed_logs) = runs
+    assert graphed._step_graph.captured and graphed._step_graph.fits(batches[-1])
+    assert not graphed._step_graph.fits(batches[6])  # three items: trained eagerly
+    for a, b in zip(eager.net_g.parameters(), graphed.net_g.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    for a, b in zip(eager.net_g_ema.parameters(), graphed.net_g_ema.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    assert [set(log) for log in graphed_logs] == [set(log) for log in eager_logs]
+    assert graphed_logs[7]['l_pix'] != graphed_logs[7]['l_pix']  # the non-finite step: skipped and logged
+    assert eager.get_current_learning_rate() == [5e-4]
+    assert graphed.get_current_learning_rate() == [pytest.approx(5e-4)]  # a float32 device tensor when recorded
+    # the recorded step reads its learning rate from that very tensor: the scheduler must have filled it in place
+    lr = graphed._step_graph.lrs[0]
+    assert graphed.optimizer_g.param_groups[0]['lr'] is lr and float(lr) == pytest.approx(5e-4)
+
+
+def test_a_recorded_run_saves_a_state_an_eager_run_resumes(tiny_net_opt, tmp_path, monkeypatch):
+    monkeypatch.setattr(gaussiansr_model, 'StepGraph', ReplayedEagerly)
+    monkeypatch.setattr(gaussiansr_model, 'graph_problem', lambda *args: '')
+    model = build_model(_opt(tiny_net_opt, tmp_path, cuda_graph=True))
+    _train(model, [_batch(i) for i in range(5)])
+    assert isinstance(model.optimizer_g.param_groups[0]['lr'], torch.Tensor)
+    model.save_training_state(0, 5)
+    state = torch.load(tmp_path / '5.state', weights_only=True)
+    group = state['optimizers'][0]['param_groups'][0]
+    assert type(group['lr']) is float and group['lr'] == pytest.approx(1e-3) and not group.get('capturable')
+    resumed = build_model(_opt(tiny_net_opt, tmp_path))
+    resumed.resume_training(state)
+    _train(resumed, [_batch(9)])
+
+
+@pytest.mark.parametrize('train, message', [
+    ({'cuda_graph': 'yes'}, "train.cuda_graph must be true or false, got 'yes'"),
+    ({'cuda_graph': True}, r'train.cuda_graph: it needs a CUDA device \(num_gpu > 0\)'),
+])
+def test_cuda_graph_option_faults(tiny_net_opt, tmp_path, train, message):
+    with pytest.raises(ValueError, match=message):
+        build_model(_opt(tiny_net_opt, tmp_path, **train))
+
+
+def test_what_a_recorded_step_cannot_follow(tiny_net_opt, tmp_path):
+    cuda = torch.device('cuda')
+    fused = torch.optim.Adam([torch.nn.Parameter(torch.ones(1))], fused=True)
+    unfused = torch.optim.Adam([torch.nn.Parameter(torch.ones(1))])
+    assert step_graph.graph_problem(cuda, False, {}, fused) == ''
+    assert 'DDP' in step_graph.graph_problem(cuda, True, {}, fused)
+    assert 'tau_schedule' in step_graph.graph_problem(cuda, False, {'tau_schedule': {'start': 1}}, fused)
+    assert 'fused Adam' in step_graph.graph_problem(cuda, False, {}, unfused)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.parametrize('amp', [None, 'bf16'])
+def test_on_a_gpu_the_recorded_step_equals_eager_steps(tiny_net_opt, tmp_path, amp):
+    """No Gaussians (no Gumbel draws), so both runs see the same numbers; the replays launch without a host sync."""
+    net = dict(tiny_net_opt, num_gaussian_channels=0)
+    batches = [{k: v.pin_memory() for k, v in _batch(i).items()} for i in range(9)]
+    runs = []
+    for graphed in (False, True):
+        torch.manual_seed(0)
+        model = build_model(dict(_opt(net, tmp_path, cuda_graph=graphed, amp=amp, max_nan_steps=10), num_gpu=1))
+        _train(model, batches[:5])
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode('error')
+        try:
+            for it, batch in enumerate(batches[5:], start=6):
+                model.feed_data(batch)
+                model.optimize_parameters(it)
+        finally:
+            torch.cuda.set_sync_debug_mode('default')
+        runs.append(model)
+    eager, graphed = runs
+    assert graphed._step_graph.captured
+    for a, b in zip(eager.net_g.parameters(), graphed.net_g.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert graphed.get_current_log()['l_pix'] == pytest.approx(eager.get_current_log()['l_pix'], rel=1e-5)
