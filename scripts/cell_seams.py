@@ -19,7 +19,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from race import EVAL_SIDE, bicubic_up, build_ours, centre_crop, load_photos, parse_overrides  # noqa: E402
+from race import EVAL_SIDE, bicubic_up, centre_crop, load_ours, load_photos, parse_overrides  # noqa: E402
 
 _LUMA = (65.481 / 255, 128.553 / 255, 24.966 / 255)  # BasicSR's rgb2ycbcr Y weights, as the race's PSNR-Y
 
@@ -62,15 +62,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--json', help='also write the ratios here')
     args = parser.parse_args(argv)
-    from gaussiansr_plugin.errors import CheckpointError
-    from gaussiansr_plugin.safe_load import load_weights, read_checkpoint, select_weights
     device = torch.device(args.device)
-    racer, _ = build_ours(parse_overrides(args.overrides), device, 1.0)
-    try:
-        load_weights(racer.net, select_weights(read_checkpoint(args.weights))[0], args.weights, 'the network of --set')
-    except CheckpointError as exc:
-        raise SystemExit(f'error: {exc}')
-    racer.net.eval()
+    racer = load_ours(args.weights, parse_overrides(args.overrides), device)
     result = seams({'ours': racer.upsample, 'bicubic': bicubic_up}, load_photos(args.photos, device, EVAL_SIDE),
                    args.scales)
     print('| image | ' + ' | '.join(f'x{s}' for s in args.scales) + ' |\n|---|' + '---|' * len(args.scales))

@@ -241,18 +241,25 @@ def build_ours(overrides: Dict[str, object], device: torch.device, bank_lr_mult:
     return racer, groups
 
 
-def score_weights(args: argparse.Namespace, device: torch.device) -> Dict[str, object]:
-    """``--score``: {variant, precision, device, scores, bicubic} of saved weights of ours under the ``--set``
-    options and ``--precision``, scored as a race scores (same crops, metrics, rounding)."""
+def load_ours(weights: str, overrides: Dict[str, object], device: torch.device) -> Racer:
+    """Ours under the ``--set`` options with saved weights (``--save-weights``, a race state's model or a BasicSR
+    checkpoint), in eval mode; one ``error:`` line when they do not fit."""
     from gaussiansr_plugin.errors import CheckpointError
-    from gaussiansr_plugin.precision import inference_precision
     from gaussiansr_plugin.safe_load import load_weights, read_checkpoint, select_weights
-    racer, _ = build_ours(parse_overrides(args.overrides), device, 1.0)
+    racer, _ = build_ours(overrides, device, 1.0)
     try:
-        load_weights(racer.net, select_weights(read_checkpoint(args.score))[0], args.score, 'the network of --set')
+        load_weights(racer.net, select_weights(read_checkpoint(weights))[0], weights, 'the network of --set')
     except CheckpointError as exc:
         raise SystemExit(f'error: {exc}')
     racer.net.eval()
+    return racer
+
+
+def score_weights(args: argparse.Namespace, device: torch.device) -> Dict[str, object]:
+    """``--score``: {variant, precision, device, scores, bicubic} of saved weights of ours under the ``--set``
+    options and ``--precision``, scored as a race scores (same crops, metrics, rounding)."""
+    from gaussiansr_plugin.precision import inference_precision
+    racer = load_ours(args.score, parse_overrides(args.overrides), device)
     crops = eval_crops(load_photos(args.eval_dir, device, EVAL_SIDE))
     with torch.no_grad(), inference_precision(args.precision, device.type):
         scores = score(racer.upsample, crops)

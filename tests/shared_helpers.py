@@ -1,8 +1,9 @@
 """Helpers shared by several test modules (tests/ is put on sys.path by tests/conftest.py)."""
-from typing import Callable
+from typing import Callable, Dict, List, Optional
 
 import torch
 
+from gaussiansr_plugin.archs.gaussian_util import make_cell, make_coord
 from gaussiansr_plugin.cli import gaussiansr_cli
 from gaussiansr_plugin.cli.setup_errors import reported_as_user_errors
 
@@ -55,3 +56,28 @@ def splat_inputs(b=1, c=3, h=5, w=7, q=20, dtype=torch.float64, seed=0, requires
     coords = 2.2 * torch.rand(b, q, 2, generator=gen, dtype=dtype) - 1.1
     leaves = [t.requires_grad_(requires_grad) for t in (feat, sigma, rho, opacity)]
     return (*leaves, coords)
+
+
+def query_batch(seed: int = 0, gt_value: Optional[float] = None, b: int = 2, q: int = 32,
+                size=(24, 24)) -> Dict[str, torch.Tensor]:
+    """A training batch of ``b`` random 8x8 LR images with ``q`` queries of a ``size`` output each; ``gt_value`` goes
+    into the first target (e.g. NaN for a non-finite loss)."""
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, size[0] * size[1], (b, q), generator=gen)
+    gt_q = torch.rand(b, q, 3, generator=gen)
+    if gt_value is not None:
+        gt_q[0, 0, 0] = gt_value
+    return {'lq': torch.rand(b, 3, 8, 8, generator=gen), 'coord': make_coord(size)[idx],
+            'cell': make_cell(q, size)[None].expand(b, -1, -1), 'gt_q': gt_q}
+
+
+def train_without_sync(model, batches: List[Dict[str, torch.Tensor]], first_iter: int) -> None:
+    """Training steps on ``batches`` (pinned) under CUDA's sync debug mode, which raises on any host sync."""
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode('error')
+    try:
+        for it, batch in enumerate(batches, start=first_iter):
+            model.feed_data(batch)
+            model.optimize_parameters(it)
+    finally:
+        torch.cuda.set_sync_debug_mode('default')

@@ -6,7 +6,7 @@ from basicsr.models import build_model
 from basicsr.utils.registry import MODEL_REGISTRY
 from gaussiansr_plugin.archs.gaussian_util import make_cell, make_coord
 from gaussiansr_plugin.models.schedules import resolve_crop_border, tau_at
-from shared_helpers import model_opt
+from shared_helpers import model_opt, train_without_sync
 
 
 def _opt(tiny_net_opt, tmp_path, **train):
@@ -201,12 +201,5 @@ def test_on_a_gpu_training_steps_do_not_wait_for_the_device(tiny_net_opt, tmp_pa
         model.feed_data(batch)
         model.optimize_parameters(it)
     model.get_current_log()
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode('error')
-    try:
-        for it, batch in enumerate(batches[3:], start=4):
-            model.feed_data(batch)
-            model.optimize_parameters(it)
-    finally:
-        torch.cuda.set_sync_debug_mode('default')
+    train_without_sync(model, batches[3:], 4)
     assert model.get_current_log()['l_pix'] > 0 and model._last_finite_iter == 9

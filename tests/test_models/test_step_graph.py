@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from basicsr.models import build_model
-from gaussiansr_plugin.archs.gaussian_util import make_cell, make_coord
 from gaussiansr_plugin.models import gaussiansr_model, step_graph
-from shared_helpers import model_opt
+from shared_helpers import model_opt, query_batch, train_without_sync
 
 
 class ReplayedEagerly(step_graph.StepGraph):
@@ -42,14 +41,8 @@ def _opt(tiny_net_opt, tmp_path, **train):
                      scheduler={'type': 'MultiStepLR', 'milestones': [5], 'gamma': 0.5}, **train)
 
 
-def _batch(seed, gt_value=None, b=2, q=32, size=(24, 24)):
-    gen = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, size[0] * size[1], (b, q), generator=gen)
-    gt_q = torch.rand(b, q, 3, generator=gen)
-    if gt_value is not None:
-        gt_q[0, 0, 0] = gt_value
-    return {'lq': torch.rand(b, 3, 8, 8, generator=gen), 'coord': make_coord(size)[idx],
-            'cell': make_cell(q, size)[None].expand(b, -1, -1), 'gt_q': gt_q}
+def _batch(seed, gt_value=None, b=2):
+    return query_batch(seed, gt_value, b)
 
 
 def _train(model, batches):
@@ -135,14 +128,7 @@ def test_on_a_gpu_the_recorded_step_equals_eager_steps(tiny_net_opt, tmp_path, a
         torch.manual_seed(0)
         model = build_model(dict(_opt(net, tmp_path, cuda_graph=graphed, amp=amp, max_nan_steps=10), num_gpu=1))
         _train(model, batches[:5])
-        torch.cuda.synchronize()
-        torch.cuda.set_sync_debug_mode('error')
-        try:
-            for it, batch in enumerate(batches[5:], start=6):
-                model.feed_data(batch)
-                model.optimize_parameters(it)
-        finally:
-            torch.cuda.set_sync_debug_mode('default')
+        train_without_sync(model, batches[5:], 6)
         runs.append(model)
     eager, graphed = runs
     assert graphed._step_graph.captured

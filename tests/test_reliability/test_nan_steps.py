@@ -10,9 +10,8 @@ import torch
 
 from basicsr.models import build_model
 from basicsr.utils import MessageLogger
-from gaussiansr_plugin.archs.gaussian_util import make_cell, make_coord
 from gaussiansr_plugin.errors import TrainingDiverged
-from shared_helpers import model_opt
+from shared_helpers import model_opt, query_batch
 
 ENV = dict(os.environ, PYTHONUNBUFFERED='1', GAUSSIANSR_SPLAT='reference')
 
@@ -21,14 +20,8 @@ def _opt(tiny_net_opt, tmp_path, **train):
     return model_opt(tiny_net_opt, tmp_path, name='nan', **{'ema_decay': 0.9, **train})
 
 
-def _batch(gt_value=None, b=2, q=32, size=(24, 24)):
-    gen = torch.Generator().manual_seed(0)
-    idx = torch.randint(0, size[0] * size[1], (b, q), generator=gen)
-    gt_q = torch.rand(b, q, 3, generator=gen)
-    if gt_value is not None:
-        gt_q[0, 0, 0] = gt_value
-    return {'lq': torch.rand(b, 3, 8, 8, generator=gen), 'coord': make_coord(size)[idx],
-            'cell': make_cell(q, size)[None].expand(b, -1, -1), 'gt_q': gt_q}
+def _batch(gt_value=None):
+    return query_batch(0, gt_value)
 
 
 def _snapshot(model):
