@@ -2,7 +2,7 @@
 plus the training step (B16, 48x48 LR, 2304 queries, x4). CUDA: CUDA events after warm-up, median of --reps runs,
 ``torch.cuda.max_memory_allocated``. CPU: perf_counter median, smaller cases (a sanity figure only).
 ``--cuda-graph`` adds the same cases replayed from CUDA graphs (``GraphedUpsample``) up to 1024x1024 outputs, and the
-training step replayed from one (``graphed_train_step``);
+training step replayed from one (``graphed_train_step``, as ``train.cuda_graph`` records it);
 ``--set key=value`` benches another design (e.g. the training ymls': ``--set gabor_bands=16 --set kernel_refine=true
 --set head_input=all``); every case also gets its tensor-core limit: the FLOPs of the convolutions before the queries
 (per LR pixel) and of the decoder (per query), counted by ``torch.utils.flop_counter``, at ``--peak-tflops``.
@@ -31,6 +31,7 @@ from gaussiansr_plugin.cli.arguments import add_chunk_size_argument
 from gaussiansr_plugin.errors import first_line
 from gaussiansr_plugin.inference.cuda_graph import GraphedUpsample
 from gaussiansr_plugin.inference.profiling import time_call
+from gaussiansr_plugin.models.step_graph import WARMUP_STEPS, StepGraph
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from race import parse_overrides  # noqa: E402  (the race's --set parser)
@@ -38,7 +39,6 @@ from race import parse_overrides  # noqa: E402  (the race's --set parser)
 GPU_CASES = [(64, 2), (64, 6), (128, 4), (256, 4), (64, 12), (512, 4), (1024, 4), (2048, 4)]
 CPU_CASES = [(32, 2), (32, 4), (64, 4)]
 GRAPH_MAX_HR = 1024  # beyond this the GPU, not the launches, sets the pace
-TRAIN_GRAPH_WARMUP = 3  # eager steps before the training step is captured (cuDNN autotuning, lazy allocations)
 PEAK_TFLOPS = 790.0  # dense bf16 tensor-core matmul throughput reachable on an H200 (of 989 nominal)
 
 
@@ -143,49 +143,55 @@ def train_inputs(device: torch.device, scale: float = 4.0, batch: int = 16, q: i
     return lq, coord, cell, torch.rand(batch, q, 3, device=device)
 
 
+def _l1_step(opt: torch.optim.Optimizer, forward, device, dtype, cache: bool = True):
+    """``step(batch)``: ``forward(lq, coord, cell)`` (under autocast to ``dtype`` unless float32; ``cache``: autocast's
+    weight-cast cache, off for a recorded step), L1 against ``gt``, backward and ``opt.step()``; the loss, detached."""
+
+    def step(batch):
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32, cache_enabled=cache):
+            out = forward(batch['lq'], batch['coord'], batch['cell'])
+        loss = (out.float() - batch['gt']).abs().mean()
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    return step
+
+
+def _inputs(device, scale, batch, q):
+    return dict(zip(('lq', 'coord', 'cell', 'gt'), train_inputs(device, scale, batch, q)))
+
+
 def train_step(params, forward, device, dtype, scale=4.0, batch=16, q=2304):
     """The benched training step as a closure: ``forward(lq, coord, cell)`` on ``train_inputs`` (under autocast to
     ``dtype`` unless float32), L1, backward, an Adam step over ``params`` (fused on a GPU, as GaussianSRModel trains
     there)."""
     opt = torch.optim.Adam(params, 1e-4, fused=device.type == 'cuda')
-    lq, coord, cell, gt = train_inputs(device, scale, batch, q)
+    step, inputs = _l1_step(opt, forward, device, dtype), _inputs(device, scale, batch, q)
 
-    def step():
+    def zeroed_step():
         opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            out = forward(lq, coord, cell)
-        (out.float() - gt).abs().mean().backward()
-        opt.step()
+        step(inputs)
 
-    return step
+    return zeroed_step
 
 
 def graphed_train_step(params, forward, device, dtype, scale=4.0, batch=16, q=2304):
-    """``train_step`` recorded once as a CUDA graph and returned as its replay (PyTorch's whole-network capture:
-    forward, backward and a capturable fused Adam step on static inputs, after warm-up steps on a side stream): what
-    a step costs without the host launching its kernels one by one."""
-    opt = torch.optim.Adam(params, 1e-4, fused=True, capturable=True)
-    lq, coord, cell, gt = train_inputs(device, scale, batch, q)
-
-    def step():
-        # autocast's weight-cast cache would hand the graph tensors freed after capture: capture with it off
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32, cache_enabled=False):
-            out = forward(lq, coord, cell)
-        (out.float() - gt).abs().mean().backward()
-        opt.step()
-
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):
-        for _ in range(TRAIN_GRAPH_WARMUP):
+    """``train_step`` recorded as a CUDA graph the way ``train.cuda_graph`` records GaussianSRModel's step
+    (``models/step_graph.StepGraph``: warm-up steps on a side stream, a capturable fused Adam with a device learning
+    rate, the batch copied into static inputs), returned as its replay: what a step costs without the host launching
+    its kernels one by one."""
+    opt = torch.optim.Adam(params, 1e-4, fused=True)
+    graph = StepGraph(device)
+    graph.prepare(opt)
+    step, inputs = _l1_step(opt, forward, device, dtype, cache=False), _inputs(device, scale, batch, q)
+    with graph.side_stream():
+        for _ in range(WARMUP_STEPS):
             opt.zero_grad(set_to_none=True)
-            step()
-    torch.cuda.current_stream(device).wait_stream(side)
+            step(inputs)
     opt.zero_grad(set_to_none=True)  # the captured backward then writes the gradients into the graph's own memory
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
-    return graph.replay
+    graph.capture(inputs, step)
+    return lambda: graph.replay(inputs)
 
 
 def time_train_step(params, forward, device, dtype, warmup, reps, scale=4.0, batch=16, q=2304,
