@@ -119,12 +119,27 @@ def parse_overrides(pairs: List[str]) -> Dict[str, object]:
 # ----------------------------------------------------------------------------------------------------- harness
 
 
+def photo_paths(folder: str) -> List[str]:
+    """The PNGs of ``folder``, or its WebPs when it has no PNG, sorted by name."""
+    return sorted(glob.glob(os.path.join(folder, '*.png'))) or sorted(glob.glob(os.path.join(folder, '*.webp')))
+
+
+def crop_photo_paths(folder: str, names: List[str]) -> List[str]:
+    """The photos of ``folder`` (``photo_paths``) named ``names`` (file names without extension), in that order."""
+    by_name = {os.path.splitext(os.path.basename(p))[0]: p for p in photo_paths(folder)}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise SystemExit(f'error: --crop-photos {" ".join(missing)}: not among the photos of {folder} '
+                         f'({" ".join(sorted(by_name)) or "none"})')
+    return [by_name[n] for n in names]
+
+
 def load_photos(folder: str, device: torch.device, min_side: int) -> List[torch.Tensor]:
     """The PNGs of ``folder``, or its WebPs when it has no PNG (sorted by name), as uint8 RGB [3, H, W] on ``device``.
     Lossless WebP (``scripts/pack_photos.py``) holds the same pixels in ~22 % fewer bytes, which matters where the
     photos travel with a resumed state to a GPU job of limited upload."""
     import cv2
-    paths = sorted(glob.glob(os.path.join(folder, '*.png'))) or sorted(glob.glob(os.path.join(folder, '*.webp')))
+    paths = photo_paths(folder)
     if not paths:
         raise SystemExit(f'error: no PNG or WebP in {folder}')
     photos = []
@@ -486,8 +501,7 @@ def finish(racer: Racer, args: argparse.Namespace, device: torch.device) -> None
     if args.crops:
         racer.net.eval()
         with torch.random.fork_rng(devices=[device] if device.type == 'cuda' else []), torch.no_grad():
-            save_crops(racer, [os.path.join(args.eval_dir, p) for p in args.crop_photos], args.crops, args.peer,
-                       device)
+            save_crops(racer, crop_photo_paths(args.eval_dir, args.crop_photos), args.crops, args.peer, device)
         racer.net.train()
 
 
@@ -592,8 +606,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--device', default='cuda')
     parser.add_argument('--save-weights', metavar='PTH', help='the trained state_dict, at the end')
     parser.add_argument('--crops', metavar='DIR', help='save x4/x8 crops of --crop-photos here, at the end')
-    parser.add_argument('--crop-photos', nargs='+', default=['lxqt_butterfly.png', 'plasma_EveningGlow.png'],
-                        help='file names in the eval dir')
+    parser.add_argument('--crop-photos', nargs='+', default=['lxqt_butterfly', 'plasma_EveningGlow'],
+                        help='photos of the eval dir, named without extension (PNG or WebP)')
     parser.add_argument('--timing', type=int, metavar='STEPS', help='only time STEPS training iterations')
     parser.add_argument('--table', nargs='+', metavar='JSON', help='print markdown tables of result files and exit')
     parser.add_argument('--score', metavar='PTH', help='only score these weights of ours (--save-weights) on --eval-dir '
@@ -613,6 +627,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         parser.error('a race needs --train-dir, --eval-dir and --iters')
     if min(args.save_every, args.log_every) < 1 or (args.iters is not None and args.iters < 1):
         parser.error('--iters, --save-every and --log-every must be >= 1')
+    if args.crops and args.eval_dir:
+        crop_photo_paths(args.eval_dir, args.crop_photos)  # fail now, not after the training
     return args
 
 

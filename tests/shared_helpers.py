@@ -68,7 +68,7 @@ def query_batch(seed: int = 0, gt_value: Optional[float] = None, b: int = 2, q: 
     if gt_value is not None:
         gt_q[0, 0, 0] = gt_value
     return {'lq': torch.rand(b, 3, 8, 8, generator=gen), 'coord': make_coord(size)[idx],
-            'cell': make_cell(q, size)[None].expand(b, -1, -1), 'gt_q': gt_q}
+            'cell': make_cell(q, size)[None].repeat(b, 1, 1), 'gt_q': gt_q}
 
 
 def train_without_sync(model, batches: List[Dict[str, torch.Tensor]], first_iter: int) -> None:

@@ -45,7 +45,7 @@ def set_rng_state(state: dict) -> None:
     version, keys, gauss = state['python']
     random.setstate((version, tuple(keys), gauss))
     name, keys, pos, has_gauss, cached = state['numpy']
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state['torch'].cpu())
     if 'cuda' in state and torch.cuda.is_available():
         cuda_states = state['cuda'][:torch.cuda.device_count()]

@@ -15,7 +15,7 @@ def _opt(tiny_net_opt, tmp_path, **train):
 
 def _batch(b=2, q=64, size=(40, 40)):
     idx = torch.randint(0, size[0] * size[1], (b, q))
-    cell = make_cell(q, size)[None].expand(b, -1, -1)
+    cell = make_cell(q, size)[None].repeat(b, 1, 1)
     return {'lq': torch.rand(b, 3, 16, 16), 'coord': make_coord(size)[idx], 'cell': cell, 'gt_q': torch.rand(b, q, 3),
             'scale': torch.full((b,), 2.5)}
 

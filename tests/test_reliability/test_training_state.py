@@ -59,3 +59,22 @@ def test_ddp_ranks_agree_on_skipping_a_step(tmp_path):
         assert p.exitcode == 0
     steps = [(None, False), (0.5, True), (None, False)]
     assert dict(results.get() for _ in procs) == {0: steps, 1: steps}
+
+
+def _draws():
+    import random
+
+    import numpy as np
+    return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+
+@pytest.mark.parametrize('device', ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='needs CUDA'))])
+def test_rng_states_restore_from_a_checkpoint_loaded_onto_the_device(device):
+    """BasicSR loads a training state with every tensor mapped onto the GPU; the RNGs still restore from it."""
+    state = checkpoint_io.get_rng_state()
+    expected = _draws()
+    on_device = {k: [v.to(device) if torch.is_tensor(v) else v for v in vs] if isinstance(vs, list) else vs.to(device)
+                 for k, vs in state.items()}
+    checkpoint_io.set_rng_state(on_device)
+    assert _draws() == expected

@@ -143,8 +143,18 @@ def test_table_and_figures(straight, tmp_path, capsys, monkeypatch):
     assert (tmp_path / 'curves.png').stat().st_size > 0 and (tmp_path / 'loss.png').stat().st_size > 0
 
 
+def test_crop_photos_are_found_by_name_in_png_or_webp_and_checked_before_training(photos, tmp_path):
+    import cv2
+    with pytest.raises(SystemExit, match=r'--crop-photos p9: not among the photos of .*\(p0\)'):
+        race_args(photos, tmp_path, 'c', 1, '--crops', str(tmp_path / 'crops'), '--crop-photos', 'p0', 'p9')
+    webp = tmp_path / 'webp'
+    webp.mkdir()
+    cv2.imwrite(str(webp / 'p0.webp'), cv2.imread(str(photos / 'val' / 'p0.png')), [cv2.IMWRITE_WEBP_QUALITY, 101])
+    assert race.crop_photo_paths(str(webp), ['p0']) == [str(webp / 'p0.webp')]
+
+
 def test_crops_timing_and_bank_lr(photos, tmp_path, capsys):
-    args = race_args(photos, tmp_path, 'c', 1, '--crops', str(tmp_path / 'crops'), '--crop-photos', 'p0.png')
+    args = race_args(photos, tmp_path, 'c', 1, '--crops', str(tmp_path / 'crops'), '--crop-photos', 'p0')
     racer, _ = race.build_racer(args, torch.device('cpu'))
     race.finish(racer, args, torch.device('cpu'))
     assert (tmp_path / 'c.pth').is_file()
