@@ -3,11 +3,13 @@ random weights, batch 1), and the decoder's matmuls against the GPU's fp32 rate.
 between two CUDA events (so launch latency is amortised), median of ``--reps``; ``per image`` scales the block's
 figure to all queries of the image.
 
-    python scripts/bench_query_parts.py --lr 64 --scale 12 --json parts_x12.json
+    python scripts/bench_query_parts.py --lr 64 --scale 12 --json parts_x12.json [--set gabor_bands=16 ...]
 """
 import argparse
 import json
+import os
 import platform
+import sys
 from datetime import datetime, timezone
 
 import torch
@@ -20,6 +22,9 @@ from gaussiansr_plugin.archs.gaussiansr_arch import sample_bicubic
 from gaussiansr_plugin.cli.arguments import add_chunk_size_argument
 from gaussiansr_plugin.inference.profiling import time_call
 from gaussiansr_plugin.ops.splat import splat
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from race import parse_overrides  # noqa: E402  (the race's --set parser)
 
 
 def decoder_flops(net, queries: int) -> float:
@@ -44,10 +49,12 @@ def main() -> None:
     parser.add_argument('--inner', type=int, default=10)
     parser.add_argument('--json')
     parser.add_argument('--device', default='cuda', help='cpu only for a smoke run')
+    parser.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
+                        help='a GaussianSR option of the timed design (repeatable)')
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    net = ARCH_REGISTRY.get('GaussianSR')().to(device).eval()
+    net = ARCH_REGISTRY.get('GaussianSR')(**parse_overrides(args.overrides)).to(device).eval()
     lq = torch.rand(1, 3, args.lr, args.lr, device=device)
     hr = round(args.lr * args.scale)
     num_blocks = -(-hr * hr // args.chunk_size)  # upsample decodes the row-major grid in blocks of --chunk-size
@@ -76,6 +83,15 @@ def main() -> None:
                 fn()
         return run
 
+    def unfused(fn):
+        def run():
+            net.decoder.fuse_bf16 = False
+            try:
+                fn()
+            finally:
+                net.decoder.fuse_bf16 = True
+        return run
+
     parts = {
         'encode (per image)': (lambda: net.encode(lq), 1),
         'selection + splat parameters (per image)': (lambda: net._splat_params(feat, net.gaussians(feat)), 1),
@@ -86,7 +102,8 @@ def main() -> None:
         'decoder GELUs only (4 x [Q, 256])': (lambda: [F.gelu(hidden) for _ in range(4)], num_blocks),
         'decoder TF32': (tf32(lambda: net.decoder(x)), num_blocks),
         'decoder matmuls only TF32': (tf32(lambda: linears_only(net, x)), num_blocks),
-        'decoder bf16 autocast': (bf16(lambda: net.decoder(x)), num_blocks),
+        'decoder bf16 autocast (bias + GELU in the GEMM epilogue)': (bf16(lambda: net.decoder(x)), num_blocks),
+        'decoder bf16 autocast, GELU apart': (bf16(unfused(lambda: net.decoder(x))), num_blocks),
         'query block (all of the above per block)': (lambda: net._query(feat, params, side, coord, cell),
                                                      num_blocks),
         'upsample (whole image, eager)': (lambda: net.upsample(lq, (hr, hr), chunk_size=args.chunk_size), 1),
@@ -105,7 +122,7 @@ def main() -> None:
             print(json.dumps(row), flush=True)
     result = {'date': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'host': platform.node(),
               'device_name': torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor(),
-              'torch': torch.__version__, 'lr': args.lr, 'hr': hr,
+              'torch': torch.__version__, 'variant': parse_overrides(args.overrides), 'lr': args.lr, 'hr': hr,
               'chunk_size': args.chunk_size, 'block_queries': q, 'blocks': num_blocks, 'parts': rows}
     print(f"\n{result['device_name']}, LR {args.lr}² -> {hr}², blocks of {q} queries x {num_blocks}\n")
     print('| part | ms per block | ms per image | TFLOP/s |\n|---|---:|---:|---:|')

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU-only checks and measurements of docs/benchmarks.md in one run, for a lent GPU machine, most important
-# first, each step under its own time limit: the CUDA tests; our latency/memory bench (eager fp32, TF32 and bf16,
+# first, each step under its own time limit (our scripts time the design of the training ymls, DESIGN below): the CUDA tests; our latency/memory bench (eager fp32, TF32 and bf16,
 # CUDA graphs; then with the query compiled by torch.compile); the training step's operators in fp32 and bf16
 # (profile_train_step.py); when the peers' source folders are in .peers/ (GaussianSR/, liif/), their latency on the
 # same machine (scripts/bench_peers.py); where the time of a query block goes (bench_query_parts.py at x12, x6 and
@@ -9,6 +9,8 @@
 #   bash scripts/gpu_checks.sh OUT_DIR
 set -uo pipefail
 OUT="${1:?output folder}"
+# the design of the training ymls and the shipped checkpoint (docs/quality.md, row balance)
+DESIGN=(--set gabor_bands=16 --set kernel_refine=true --set head_input=all)
 WORK="$(mktemp -d)"
 mkdir -p "$OUT"
 trap 'date -u >> "$WORK/machine.txt"; tar czf "$OUT/gpu_checks.tgz" -C "$WORK" .' EXIT
@@ -17,16 +19,17 @@ trap 'date -u >> "$WORK/machine.txt"; tar czf "$OUT/gpu_checks.tgz" -C "$WORK" .
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
   python -c 'import torch; print(torch.__version__)'
 } > "$WORK/machine.txt" 2>&1
-timeout 200 python -m pytest -q -p no:cacheprovider tests/test_inference tests/test_ops tests/test_archs tests/test_models \
-  tests/test_reliability/test_nan_steps.py -k "not large" \
+timeout 240 python -m pytest -q -p no:cacheprovider tests/test_inference tests/test_ops tests/test_archs tests/test_models \
+  tests/test_reliability/test_nan_steps.py tests/test_reliability/test_training_state.py \
   > "$WORK/pytest_cuda.log" 2>&1
 tail -1 "$WORK/pytest_cuda.log"
-timeout 150 python scripts/bench.py --cuda-graph --tf32 --json "$WORK/bench.json" > "$WORK/bench.md" 2>&1
+timeout 150 python scripts/bench.py "${DESIGN[@]}" --cuda-graph --tf32 --json "$WORK/bench.json" > "$WORK/bench.md" 2>&1
 tail -14 "$WORK/bench.md"
-timeout 240 python scripts/bench.py --compile --max-hr 1024 --no-train --json "$WORK/bench_compile.json" \
+timeout 240 python scripts/bench.py "${DESIGN[@]}" --compile --max-hr 1024 --no-train \
+  --json "$WORK/bench_compile.json" \
   > "$WORK/bench_compile.md" 2>&1
 tail -9 "$WORK/bench_compile.md"
-timeout 60 python scripts/profile_train_step.py --rows 30 > "$WORK/train_profile.md" 2>&1
+timeout 60 python scripts/profile_train_step.py "${DESIGN[@]}" --rows 30 > "$WORK/train_profile.md" 2>&1
 for pair in gaussiansr:GaussianSR liif:liif; do
   peer="${pair%%:*}"
   if [ -d ".peers/${pair##*:}" ]; then
@@ -37,12 +40,12 @@ for pair in gaussiansr:GaussianSR liif:liif; do
 done
 for case in "64 12" "64 6" "256 4"; do
   read -r lr scale <<< "$case"
-  timeout 30 python scripts/bench_query_parts.py --lr "$lr" --scale "$scale" --json "$WORK/parts_${lr}_x$scale.json" \
-    > "$WORK/parts_${lr}_x$scale.md" 2>&1
+  timeout 30 python scripts/bench_query_parts.py "${DESIGN[@]}" --lr "$lr" --scale "$scale" \
+    --json "$WORK/parts_${lr}_x$scale.json" > "$WORK/parts_${lr}_x$scale.md" 2>&1
   tail -15 "$WORK/parts_${lr}_x$scale.md"
 done
 for chunk in 32768 262144; do
-  timeout 50 python scripts/bench.py --chunk-size "$chunk" --max-hr 1024 --no-train --cuda-graph \
+  timeout 50 python scripts/bench.py "${DESIGN[@]}" --chunk-size "$chunk" --max-hr 1024 --no-train --cuda-graph \
     --json "$WORK/bench_chunk$chunk.json" > "$WORK/bench_chunk$chunk.md" 2>&1
   tail -7 "$WORK/bench_chunk$chunk.md"
 done

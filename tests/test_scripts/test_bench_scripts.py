@@ -63,10 +63,12 @@ def test_plot_bench_from_recorded_json(tmp_path):
 def test_bench_query_parts_cpu_smoke(tmp_path):
     out = tmp_path / 'parts.json'
     cmd = [sys.executable, os.path.join(ROOT, 'scripts', 'bench_query_parts.py'), '--device', 'cpu', '--lr', '12',
-           '--scale', '3', '--chunk-size', '300', '--reps', '1', '--inner', '1', '--json', str(out)]
+           '--scale', '3', '--chunk-size', '300', '--reps', '1', '--inner', '1', '--json', str(out),
+           '--set', 'gabor_bands=4']
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(out.read_text())
+    assert result['variant'] == {'gabor_bands': 4}
     assert result['hr'] == 36 and result['block_queries'] == 300 and result['blocks'] == 5  # 1296 queries
     parts = {r['part']: r for r in result['parts']}
     assert parts['splat']['ms_per_image'] == 5 * parts['splat']['ms_per_block'] > 0
