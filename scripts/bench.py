@@ -1,6 +1,8 @@
 """Latency and peak memory of GaussianSR (EDSR-baseline, random weights, batch 1) per LR->HR case, fp32 and bf16,
 plus the training step (B16, 48x48 LR, 2304 queries, x4). CUDA: CUDA events after warm-up, median of --reps runs,
 ``torch.cuda.max_memory_allocated``. CPU: perf_counter median, smaller cases (a sanity figure only).
+The plain rows are the default path, ``net.upsample``, which on a GPU replays a repeated shape from a CUDA graph by
+itself (``archs/upsample_graphs.py``; the warm-up covers its recording); the ``eager`` rows switch that off.
 ``--cuda-graph`` adds the same cases replayed from CUDA graphs (``GraphedUpsample``) up to 1024x1024 outputs, and the
 training step replayed from one (``graphed_train_step``, as ``train.cuda_graph`` records it);
 ``--set key=value`` benches another design (e.g. the training ymls': ``--set gabor_bands=16 --set kernel_refine=true
@@ -27,6 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import gaussiansr_plugin  # noqa: F401
 from basicsr.utils.registry import ARCH_REGISTRY
 from gaussiansr_plugin.archs.gaussian_util import make_cell, make_coord
+from gaussiansr_plugin.archs.upsample_graphs import UpsampleGraphs
 from gaussiansr_plugin.cli.arguments import add_chunk_size_argument
 from gaussiansr_plugin.errors import first_line
 from gaussiansr_plugin.inference.cuda_graph import GraphedUpsample
@@ -89,12 +92,16 @@ def measure(device, fn, warmup, reps) -> dict:
     return row
 
 
-def bench_inference(net, device, cases, dtype, chunk_size, warmup, reps, graph=False, tf32=False, compiled=False):
-    """One row per case; ``graph``: replayed from a CUDA graph; ``tf32``: fp32 matmuls on TF32 tensor cores;
-    ``compiled``: the query compiled (``torch.compile``; its compilation happens in the warm-up)."""
+def bench_inference(net, device, cases, dtype, chunk_size, warmup, reps, graph=False, tf32=False, compiled=False,
+                    eager=False):
+    """One row per case of the default path (``net.upsample``, which replays repeated shapes from CUDA graphs by
+    itself); ``graph``: ``GraphedUpsample``; ``tf32``: fp32 matmuls on TF32 tensor cores; ``compiled``: the query
+    compiled (``torch.compile``; its compilation happens in the warm-up); ``eager``: ``auto_cuda_graphs`` off."""
     rows = []
+    net = copy.copy(net)  # the same modules, with its own graphs (and compiled query)
+    net._graphs = UpsampleGraphs()
+    net.auto_cuda_graphs = not eager
     if compiled:
-        net = copy.copy(net)  # the same modules, with its own compiled query
         net._query = torch.compile(net._query)
     torch.backends.cuda.matmul.allow_tf32 = tf32
     graphed = GraphedUpsample(net, chunk_size, None if dtype == torch.float32 else dtype) if graph else None
@@ -111,8 +118,9 @@ def bench_inference(net, device, cases, dtype, chunk_size, warmup, reps, graph=F
                 return net.upsample(lq, size, chunk_size=chunk_size)
 
         row = {'lr': side, 'scale': scale, 'hr': size[0], 'dtype': str(dtype).split('.')[-1], 'graph': graph,
-               'tf32': tf32, 'compiled': compiled}
+               'tf32': tf32, 'compiled': compiled, 'eager': eager}
         rows.append(time_case(device, run, row, warmup, reps))
+        net._graphs.clear()
     torch.backends.cuda.matmul.allow_tf32 = False
     return rows
 
@@ -127,10 +135,10 @@ def time_case(device: torch.device, run, row: dict, warmup: int, reps: int) -> d
 
 
 def variant(row: dict) -> str:
-    """Column label of an inference row: its dtype, +tf32, compiled, graph."""
+    """Column label of an inference row: its dtype, +tf32, compiled, eager (automatic graphs off), graph."""
     name = {'float32': 'fp32', 'bfloat16': 'bf16'}[row['dtype']]
     return (name + ('+tf32' if row.get('tf32') else '') + (' compiled' if row.get('compiled') else '')
-            + (' graph' if row.get('graph') else ''))
+            + (' eager' if row.get('eager') else '') + (' graph' if row.get('graph') else ''))
 
 
 def train_inputs(device: torch.device, scale: float = 4.0, batch: int = 16, q: int = 2304):
@@ -275,19 +283,20 @@ def main() -> None:
              if not args.max_hr or round(side * scale) <= args.max_hr]
     dtypes = [torch.float32, torch.bfloat16]
     cuda = device.type == 'cuda'
-    variants = [(dt, False, False, False) for dt in dtypes]
-    variants += [(torch.float32, False, True, False)] if args.tf32 and cuda else []
-    variants += [(dt, True, False, False) for dt in dtypes] if args.cuda_graph and cuda else []
-    variants += [(dt, False, False, True) for dt in dtypes] if args.compile else []
+    variants = [(dt, False, False, False, False) for dt in dtypes]
+    variants += [(dt, False, False, False, True) for dt in dtypes] if cuda else []
+    variants += [(torch.float32, False, True, False, False)] if args.tf32 and cuda else []
+    variants += [(dt, True, False, False, False) for dt in dtypes] if args.cuda_graph and cuda else []
+    variants += [(dt, False, False, True, False) for dt in dtypes] if args.compile else []
     result = {
         'date': datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
         'device_name': torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu',
         'torch': torch.__version__, 'params': sum(p.numel() for p in net.parameters()), 'variant': overrides,
         'flops': matmul_flops(net), 'peak_tflops': args.peak_tflops,
         'inference': [
-            r for dt, graph, tf32, compiled in variants
+            r for dt, graph, tf32, compiled, eager in variants
             for r in bench_inference(net, device, cases, dt, args.chunk_size, args.warmup, args.reps, graph, tf32,
-                                     compiled)
+                                     compiled, eager)
         ],
         'train': [] if args.no_train else [
             bench_train(net, device, dt, args.warmup, max(5, args.reps // 2), graph=graph)

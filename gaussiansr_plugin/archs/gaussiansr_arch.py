@@ -21,6 +21,7 @@ from .gaussian_util import make_cell, make_coord, pair_tensor
 from .input_checks import check_upsample_args
 from .sgs import GaussianBank, GaussianHead, balance_loss, density_factor, refine_kernels, select_kernels
 from .tiling import Tile, tile_plan
+from .upsample_graphs import MAX_GRAPH_PIXELS, UpsampleGraphs
 
 _NORM_MEAN, _NORM_STD = 0.5, 0.5
 # the smallest query chunk that fitting to free memory, out-of-memory retries and the CPU memory plan go down to:
@@ -97,6 +98,11 @@ class GaussianSR(nn.Module):
             stays in the range the decoder was trained on, set it to the training's largest scale; None: the true
             cell at every scale. Changes nothing up to that scale. Default: 4 (docs/quality.md: +0.08 to +0.13 dB
             PSNR-Y at x12, nothing lost at x4 or x6).
+
+    Attributes:
+        auto_cuda_graphs (bool): ``upsample`` in eval mode without gradients on CUDA replays whole-image calls from
+            CUDA graphs once one shape repeats (``archs/upsample_graphs.py``); bitwise equal to the plain call.
+            Default: True.
     """
 
     @strict_kwargs
@@ -161,6 +167,8 @@ class GaussianSR(nn.Module):
         self.gaussian_norm = gaussian_norm
         self.residual = residual == 'bicubic'
         self.chunk_size = chunk_size
+        self.auto_cuda_graphs = True
+        self._graphs = UpsampleGraphs()
         self.splat_backend = splat_backend
         self.head_input = head_input
         self.kernel_refine = bool(kernel_refine)
@@ -396,14 +404,39 @@ class GaussianSR(nn.Module):
         if out is not None and tuple(out.shape) != (lq.shape[0], 3, *size):
             raise ValueError(f'out must have shape {(lq.shape[0], 3, *size)}, got {tuple(out.shape)}')
         if not tile or (tile >= h and tile >= w):
-            coord = make_coord(size, device=lq.device)
-            rendered = self._render_grid(lq, coord, make_cell(1, size, device=lq.device), size, chunk_size)
+            def render(image: Tensor) -> Tensor:
+                return self.render_whole(image, size, chunk_size)
+            rendered = self._graphs(self._graph_key(lq, size, chunk_size), lq, render) \
+                if self._graphable(lq, size) else None
+            rendered = render(lq) if rendered is None else rendered
             return rendered if out is None else out.copy_(rendered)
         out = lq.new_empty(lq.shape[0], 3, *size) if out is None else out
         for t in tile_plan((h, w), size, int(tile), int(tile_overlap)):
             rendered = self._render_tile(lq, t, (size[0] / h, size[1] / w), chunk_size)
             out[..., t.hr_y0:t.hr_y1, t.hr_x0:t.hr_x1] = rendered.to(out.device, out.dtype)
         return out
+
+    def render_whole(self, lq: Tensor, size: Tuple[int, int], chunk_size: int) -> Tensor:
+        """``upsample`` of whole images, always eager: [B, 3, h, w] -> [B, 3, H, W]."""
+        coord = make_coord(size, device=lq.device)
+        return self._render_grid(lq, coord, make_cell(1, size, device=lq.device), size, chunk_size)
+
+    def _graphable(self, lq: Tensor, size: Tuple[int, int]) -> bool:
+        """Whether ``upsample`` may replay this call from a CUDA graph (``auto_cuda_graphs``): inference on CUDA,
+        outputs small enough for launches to matter, nothing watching the kernels one by one (a progress bar's
+        hook, a dispatch mode such as a FLOP counter) and no capture under way already."""
+        from torch.utils._python_dispatch import _get_current_dispatch_mode
+        return (self.auto_cuda_graphs and lq.is_cuda and not self.training and not torch.is_grad_enabled()
+                and lq.shape[0] * size[0] * size[1] <= MAX_GRAPH_PIXELS
+                and not torch.cuda.is_current_stream_capturing() and _get_current_dispatch_mode() is None
+                and not any(m._forward_hooks or m._forward_pre_hooks for m in (self, self.decoder)))
+
+    def _graph_key(self, lq: Tensor, size: Tuple[int, int], chunk_size: int) -> tuple:
+        """What a recorded upsample depends on beyond the input's pixels and the weights' values."""
+        autocast = torch.get_autocast_dtype('cuda') if torch.is_autocast_enabled('cuda') else None
+        return (tuple(lq.shape), lq.dtype, lq.device, size, chunk_size, autocast,
+                torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, self.cell_clip,
+                self.eval_selection, self.decoder.fuse_bf16, tuple(p.data_ptr() for p in self.parameters()))
 
     def _render_tile(self, lq: Tensor, t: Tile, scale: Tuple[float, float], chunk_size: int) -> Tensor:
         """Render the HR pixels [t.hr_y0, t.hr_y1) x [t.hr_x0, t.hr_x1) from the LR window of tile ``t``;
