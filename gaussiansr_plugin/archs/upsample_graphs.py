@@ -16,6 +16,8 @@ from typing import Callable, Hashable, Optional
 import torch
 from torch import Tensor
 
+from ..errors import first_line
+
 STREAK = 3  # calls with one key, the last of which records
 MAX_GRAPHS = 2
 MAX_GRAPH_PIXELS = 1 << 21
@@ -80,7 +82,7 @@ class UpsampleGraphs:
             try:
                 replay = self._record(render, lq)
             except RuntimeError as err:  # a kernel that cannot be captured: stay eager from now on
-                self.failure = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                self.failure = first_line(err)
                 warnings.warn(f'GaussianSR.upsample stays eager: recording a CUDA graph failed ({self.failure})')
                 return None
             self._replays[key] = replay
