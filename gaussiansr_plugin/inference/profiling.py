@@ -133,13 +133,19 @@ class ScaleCost:
 
 
 def profile_scale(net: GaussianSR, lq: Tensor, scale: float, repeats: int) -> ScaleCost:
-    """FLOPs, median latency and peak memory of ``net.upsample`` at one scale (``lq`` on the target device)."""
+    """FLOPs, median latency and peak memory of ``net.upsample`` at one scale (``lq`` on the target device), as one
+    image costs: the repeated calls here would otherwise be replayed from a CUDA graph (``auto_cuda_graphs``)."""
     size = output_size(lq.shape[-2:], scale)
     plan = RenderPlan(chunk_size=net.chunk_size)
-    counted = count_flops(net, lq, size)
+    auto_cuda_graphs, net.auto_cuda_graphs = net.auto_cuda_graphs, False
+    try:
+        counted = count_flops(net, lq, size)
 
-    def call() -> Tensor:
-        return render(net, lq, size, plan)
+        def call() -> Tensor:
+            return render(net, lq, size, plan)
 
-    latency = time_call(call, lq.device, repeats)
-    return ScaleCost(scale=scale, size=size, flops=counted, latency_ms=latency, peak_mb=peak_memory_mb(call, lq.device))
+        latency = time_call(call, lq.device, repeats)
+        peak_mb = peak_memory_mb(call, lq.device)
+    finally:
+        net.auto_cuda_graphs = auto_cuda_graphs
+    return ScaleCost(scale=scale, size=size, flops=counted, latency_ms=latency, peak_mb=peak_mb)

@@ -57,3 +57,15 @@ def test_upsample_never_synchronises(tiny_net_opt):
             net.upsample(lq, (25, 25), chunk_size=64, tile=4, tile_overlap=2)
         finally:
             torch.cuda.set_sync_debug_mode('default')
+
+
+def test_profile_times_single_images_without_the_automatic_graphs(tiny_net_opt, monkeypatch):
+    """``gaussiansr profile`` repeats one call: it reports what one image costs, so the replays stay off."""
+    from gaussiansr_plugin.inference import profiling
+    net = build_network(tiny_net_opt).eval()
+    seen = []
+    real_render = profiling.render
+    monkeypatch.setattr(profiling, 'render', lambda net, *args: seen.append(net.auto_cuda_graphs) or
+                        real_render(net, *args))
+    cost = profiling.profile_scale(net, torch.rand(1, 3, 8, 8), 2.0, repeats=2)
+    assert cost.size == (16, 16) and seen and not any(seen) and net.auto_cuda_graphs
