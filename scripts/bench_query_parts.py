@@ -63,7 +63,7 @@ def main() -> None:
     cell = make_cell(1, (hr, hr), device=device).expand(1, q, 2)
     with torch.no_grad():
         feat = net.encode(lq)
-        params = net._splat_params(feat, net.gaussians(feat))
+        params = net._splat_params(lq, feat, net.gaussians(feat))
         side = net._bicubic_stream(lq, feat)
         x = torch.randn(1, q, net.decoder.layers[0].in_features, device=device)
         hidden = torch.randn(1, q, net.decoder.layers[0].out_features, device=device)
@@ -94,7 +94,7 @@ def main() -> None:
 
     parts = {
         'encode (per image)': (lambda: net.encode(lq), 1),
-        'selection + splat parameters (per image)': (lambda: net._splat_params(feat, net.gaussians(feat)), 1),
+        'selection + splat parameters (per image)': (lambda: net._splat_params(lq, feat, net.gaussians(feat)), 1),
         'splat': (lambda: splat(*params, coord, net.radius), num_blocks),
         'bicubic stream (grid_sample)': (lambda: sample_bicubic(side, coord), num_blocks),
         'decoder fp32': (lambda: net.decoder(x), num_blocks),

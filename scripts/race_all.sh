@@ -45,6 +45,7 @@ declare -A ROW_ARGS=(
   [periodic]="$BALANCE --set offset_encoding=periodic"
   [balance_ng16]="$BALANCE --set num_gaussian_channels=16"
   [balance_soft]="$BALANCE --set gumbel_hard=false"
+  [balance_colour]="$BALANCE --set splat_colour=true"
   [default_s1]="--seed 1"
   [gabor16r_s1]="--seed 1 $GABOR16R"
   [ng0_s1]="--seed 1 --set num_gaussian_channels=0"

@@ -98,6 +98,9 @@ class GaussianSR(nn.Module):
             stays in the range the decoder was trained on, set it to the training's largest scale; None: the true
             cell at every scale. Changes nothing up to that scale. Default: 4 (docs/quality.md: +0.08 to +0.13 dB
             PSNR-Y at x12, nothing lost at x4 or x6).
+        splat_colour (bool): The Gaussians also splat the (normalised) LR colours, three more splatted channels the
+            decoder reads: a content-adaptive, continuous interpolation of the colour beside the bicubic one. Needs
+            a Gaussian bank. Default: False.
 
     Attributes:
         auto_cuda_graphs (bool): ``upsample`` in eval mode without gradients on CUDA replays whole-image calls from
@@ -126,7 +129,8 @@ class GaussianSR(nn.Module):
                  splat_backend: str = 'auto',
                  bank_balance: float = 0.0,
                  offset_encoding: str = 'linear',
-                 cell_clip: Optional[float] = 4.0):
+                 cell_clip: Optional[float] = 4.0,
+                 splat_colour: bool = False):
         super().__init__()
         _check_sizes(bank_size, sigma_range, tau, mlp_hidden, head_hidden)
         self.encoder = build_encoder(encoder or {'type': 'edsr-baseline'})
@@ -157,6 +161,10 @@ class GaussianSR(nn.Module):
             raise ValueError(f'offset_encoding must be one of {OFFSET_ENCODINGS}, got {offset_encoding!r}')
         if cell_clip is not None and not (is_number(cell_clip) and cell_clip >= 1):
             raise ValueError(f'cell_clip must be a scale >= 1 or null, got {cell_clip!r}')
+        if not isinstance(splat_colour, bool):
+            raise ValueError(f'splat_colour must be true or false, got {splat_colour!r}')
+        if splat_colour and not (num_gaussian_channels > 0 or gabor_bands > 0):
+            raise ValueError('splat_colour needs a Gaussian bank (num_gaussian_channels > 0 or gabor_bands > 0)')
         if splat_backend not in SPLAT_BACKENDS:
             raise ValueError(f'splat_backend must be one of {SPLAT_BACKENDS}, got {splat_backend!r}')
         self.num_gaussian_channels = num_gaussian_channels
@@ -176,13 +184,15 @@ class GaussianSR(nn.Module):
         self.bank_balance = float(bank_balance)
         self.cell_clip = None if cell_clip is None else float(cell_clip)
         self.offset_encoding = offset_encoding
+        self.splat_colour = splat_colour
         self._balance_loss: Optional[Tensor] = None  # of the last training forward, until take_balance_loss
         if self.has_gaussians:
             head_ch = num_gaussian_channels if head_input == 'gaussian' else num_feat
             self.head = GaussianHead(head_ch, bank_size, head_hidden, refine=self.kernel_refine)
             self.bank = GaussianBank(bank_size, tuple(sigma_range))
         self.gabor = GaborTexture(num_feat, gabor_bands) if gabor_bands > 0 else None
-        self.decoder = MLPDecoder(num_feat + self.offset_features + 2 + 2 * gabor_bands, 3, tuple(mlp_hidden))
+        self.decoder = MLPDecoder(num_feat + self.offset_features + 2 + 2 * gabor_bands + 3 * splat_colour, 3,
+                                  tuple(mlp_hidden))
 
     def output_options(self) -> dict:
         """The options that change the outputs without changing the weights' shapes, as checkpoints record them
@@ -251,20 +261,24 @@ class GaussianSR(nn.Module):
         Returns:
             Tensor: RGB in [0, 1] space (not clamped), [B, Q, 3].
         """
-        return self._query(feat, self._splat_params(feat, kernels), self._bicubic_stream(lq, feat), coord, cell)
+        splat_params = self._splat_params(lq, feat, kernels)
+        return self._query(feat, splat_params, self._bicubic_stream(lq, feat), coord, cell)
 
-    def _splat_params(self, feat: Tensor, kernels: Optional[Tensor]) -> Optional[Tuple[Tensor, ...]]:
-        """(maps, sigma, rho, opacity) as the op takes them: the splatted channels then the demodulated Gabor
-        bands, and the density factor folded into the opacity; once per image, not per query chunk."""
+    def _splat_params(self, lq: Tensor, feat: Tensor, kernels: Optional[Tensor]) -> Optional[Tuple[Tensor, ...]]:
+        """(maps, sigma, rho, opacity) as the op takes them: the splatted channels, the demodulated Gabor bands and
+        the normalised colours (``splat_colour``), and the density factor folded into the opacity; once per image,
+        not per query chunk."""
         if kernels is None:
             return None
         sigma, rho, opacity = kernels[:, :2], kernels[:, 2:3], kernels[:, 3:4]
         if self.gaussian_norm == 'density':
             opacity = opacity * density_factor(sigma, rho)
-        maps = feat[:, :self.num_gaussian_channels]
+        maps = [feat[:, :self.num_gaussian_channels]]
         if self.gabor is not None:
-            maps = torch.cat([maps, self.gabor.demodulated(feat)], dim=1)
-        return maps, sigma, rho, opacity
+            maps.append(self.gabor.demodulated(feat))
+        if self.splat_colour:
+            maps.append(self.normalize(lq).to(feat.dtype))
+        return torch.cat(maps, dim=1) if len(maps) > 1 else maps[0], sigma, rho, opacity
 
     def _bicubic_stream(self, lq: Tensor, feat: Tensor) -> Tensor:
         """The maps sampled bicubically at each query: non-splatted features, then the normalised LR image if the
@@ -286,8 +300,11 @@ class GaussianSR(nn.Module):
         if splat_params is not None:
             splatted = splat(*splat_params, coord, self.radius, backend=self.splat_backend).to(feat.dtype)
             parts.append(splatted[..., :ng])
+            bands_end = ng + (2 * self.gabor.bands if self.gabor is not None else 0)
             if self.gabor is not None:
-                parts.append(self.gabor.remodulate(splatted[..., ng:], pos))
+                parts.append(self.gabor.remodulate(splatted[..., ng:bands_end], pos))
+            if self.splat_colour:
+                parts.append(splatted[..., bands_end:])
         sampled = sample_bicubic(side, coord) if side.shape[1] > 0 else None
         num_side_feat = feat.shape[1] - ng
         if num_side_feat > 0:
@@ -325,7 +342,7 @@ class GaussianSR(nn.Module):
         """
         b = lq.shape[0]
         feat = self.encode(lq)
-        splat_params = self._splat_params(feat, self.gaussians(feat))
+        splat_params = self._splat_params(lq, feat, self.gaussians(feat))
         side = self._bicubic_stream(lq, feat)
         out = lq.new_empty(b, coord.shape[0], 3)
         for i in range(0, coord.shape[0], chunk_size):
@@ -340,11 +357,12 @@ class GaussianSR(nn.Module):
 
     @property
     def splatted_channels(self) -> int:
-        """Channels the splat op carries to each query: the splatted features, then two per Gabor band; 0 without
-        Gaussians."""
+        """Channels the splat op carries to each query: the splatted features, two per Gabor band, then the three
+        colours with ``splat_colour``; 0 without Gaussians."""
         if not self.has_gaussians:
             return 0
-        return self.num_gaussian_channels + (2 * self.gabor.bands if self.gabor is not None else 0)
+        return self.num_gaussian_channels + (2 * self.gabor.bands if self.gabor is not None else 0) \
+            + 3 * self.splat_colour
 
     def query_bytes(self, dtype: Optional[torch.dtype] = None) -> int:
         """Memory one query of a batch item holds at the peak of decoding its chunk (``_query``), counted from the

@@ -284,7 +284,7 @@ def _decode_peak_bytes(net, queries: int) -> int:
     coord, cell = torch.rand(1, queries, 2) * 2 - 1, torch.full((1, queries, 2), 0.05)
     with torch.no_grad():
         feat = net.encode(lq)
-        params, side = net._splat_params(feat, net.gaussians(feat)), net._bicubic_stream(lq, feat)
+        params, side = net._splat_params(lq, feat, net.gaussians(feat)), net._bicubic_stream(lq, feat)
         return round(peak_memory_mb(lambda: net._query(feat, params, side, coord, cell), torch.device('cpu')) * 2**20)
 
 
