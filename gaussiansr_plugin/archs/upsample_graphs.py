@@ -11,7 +11,8 @@ set of photos of different sizes runs eagerly, as before.
 """
 import warnings
 from collections import OrderedDict
-from typing import Callable, Hashable, Optional
+from contextlib import contextmanager
+from typing import Callable, Hashable, Iterator, Optional
 
 import torch
 from torch import Tensor
@@ -26,21 +27,28 @@ _WARMUP_CALLS = 2  # cuDNN autotuning, lazy allocations and the splat extension'
 Render = Callable[[Tensor], Tensor]
 
 
+@contextmanager
+def side_stream(device: torch.device) -> Iterator[None]:
+    """The eager calls before a CUDA-graph capture run on a side stream, as the capture asks (here and in
+    ``models/step_graph.StepGraph``)."""
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        yield
+    torch.cuda.current_stream(device).wait_stream(side)
+
+
 class GraphReplay:
     """A recorded ``render`` over a static copy of its input: ``replay(lq)`` -> a fresh output tensor."""
 
     def __init__(self, render: Render, lq: Tensor):
         self.static_in = lq.clone()
-        device = lq.device
         # autocast's weight-cast cache would hand the graph casts made before the capture and freed after it
         autocast = torch.autocast('cuda', dtype=torch.get_autocast_dtype('cuda'),
                                   enabled=torch.is_autocast_enabled('cuda'), cache_enabled=False)
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side), autocast:
+        with side_stream(lq.device), autocast:
             for _ in range(_WARMUP_CALLS):
                 render(self.static_in)
-        torch.cuda.current_stream(device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph), autocast:
             self.static_out = render(self.static_in)

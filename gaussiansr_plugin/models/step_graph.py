@@ -6,11 +6,12 @@ them. PyTorch's whole-network capture: a few eager steps on a side stream first 
 gradients set to None before the capture (the captured backward then keeps them in the graph's own memory), a fused
 Adam made capturable, and its learning rate a device tensor that the schedulers fill in place.
 """
-from contextlib import contextmanager
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, ContextManager, Dict, List, Optional
 
 import torch
 from torch import Tensor
+
+from ..archs.upsample_graphs import side_stream
 
 WARMUP_STEPS = 3
 
@@ -61,14 +62,9 @@ class StepGraph:
                 lr.fill_(float(group['lr']))
                 group['lr'] = lr
 
-    @contextmanager
-    def side_stream(self) -> Iterator[None]:
+    def side_stream(self) -> ContextManager[None]:
         """Eager steps before the capture run on a side stream, as the capture asks."""
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
-            yield
-        torch.cuda.current_stream(self.device).wait_stream(side)
+        return side_stream(self.device)
 
     def capture(self, inputs: Dict[str, Tensor], step: Callable[[Dict[str, Tensor]], Tensor]) -> None:
         """Record ``step`` (static inputs -> the step's stats tensor) on copies of ``inputs``."""
