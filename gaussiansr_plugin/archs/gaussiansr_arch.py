@@ -8,6 +8,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from basicsr.utils.registry import ARCH_REGISTRY
 from ..ops.splat import BACKENDS as SPLAT_BACKENDS
@@ -443,7 +444,6 @@ class GaussianSR(nn.Module):
         """Whether ``upsample`` may replay this call from a CUDA graph (``auto_cuda_graphs``): inference on CUDA,
         outputs small enough for launches to matter, nothing watching the kernels one by one (a progress bar's
         hook, a dispatch mode such as a FLOP counter) and no capture under way already."""
-        from torch.utils._python_dispatch import _get_current_dispatch_mode
         return (self.auto_cuda_graphs and lq.is_cuda and not self.training and not torch.is_grad_enabled()
                 and lq.shape[0] * size[0] * size[1] <= MAX_GRAPH_PIXELS
                 and not torch.cuda.is_current_stream_capturing() and _get_current_dispatch_mode() is None
