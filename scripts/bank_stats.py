@@ -26,7 +26,7 @@ from gaussiansr_plugin.errors import CheckpointError
 from gaussiansr_plugin.safe_load import load_weights, read_checkpoint, select_weights
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from race import load_photos, parse_overrides  # noqa: E402  (the race's photo loader and --set parser)
+from race import add_set_argument, load_photos, parse_overrides  # noqa: E402  (the race's photos and --set)
 
 
 def bank_stats(net, photos: List[torch.Tensor], scale: float) -> Dict[str, object]:
@@ -90,8 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--weights')
     parser.add_argument('--plot', nargs='+', metavar=('PNG', 'JSON'), help='draw the usage of --json files and exit')
-    parser.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
-                        help='GaussianSR constructor option the weights were trained with')
+    add_set_argument(parser, 'GaussianSR constructor option the weights were trained with')
     parser.add_argument('--photos', default='datasets/demo_wallpapers/val')
     parser.add_argument('--scale', type=float, default=4.0, help='LR = photo reduced by this factor (default 4)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')

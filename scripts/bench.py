@@ -37,7 +37,7 @@ from gaussiansr_plugin.inference.profiling import time_call
 from gaussiansr_plugin.models.step_graph import WARMUP_STEPS, StepGraph
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from race import parse_overrides  # noqa: E402  (the race's --set parser)
+from race import add_set_argument, parse_overrides  # noqa: E402  (the race's --set parser)
 
 GPU_CASES = [(64, 2), (64, 6), (128, 4), (256, 4), (64, 12), (512, 4), (1024, 4), (2048, 4)]
 CPU_CASES = [(32, 2), (32, 4), (64, 4)]
@@ -269,8 +269,7 @@ def main() -> None:
     parser.add_argument('--compile', action='store_true', help='add fp32 and bf16 with the query torch.compile-d')
     parser.add_argument('--max-hr', type=int, default=None, help='skip cases with larger outputs')
     parser.add_argument('--no-train', action='store_true', help='skip the training step')
-    parser.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
-                        help='a GaussianSR option of the benched design (repeatable)')
+    add_set_argument(parser, 'a GaussianSR option of the benched design (repeatable)')
     parser.add_argument('--peak-tflops', type=float, default=PEAK_TFLOPS,
                         help=f'tensor-core throughput of the limit column (default {PEAK_TFLOPS:g})')
     args = parser.parse_args()

@@ -24,7 +24,7 @@ from gaussiansr_plugin.inference.profiling import time_call
 from gaussiansr_plugin.ops.splat import splat
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from race import parse_overrides  # noqa: E402  (the race's --set parser)
+from race import add_set_argument, parse_overrides  # noqa: E402  (the race's --set parser)
 
 
 def decoder_flops(net, queries: int) -> float:
@@ -49,8 +49,7 @@ def main() -> None:
     parser.add_argument('--inner', type=int, default=10)
     parser.add_argument('--json')
     parser.add_argument('--device', default='cuda', help='cpu only for a smoke run')
-    parser.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
-                        help='a GaussianSR option of the timed design (repeatable)')
+    add_set_argument(parser, 'a GaussianSR option of the timed design (repeatable)')
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)

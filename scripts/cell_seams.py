@@ -19,7 +19,8 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from race import EVAL_SIDE, bicubic_up, centre_crop, load_ours, load_photos, parse_overrides  # noqa: E402
+from race import (EVAL_SIDE, add_set_argument, bicubic_up, centre_crop, load_ours, load_photos,  # noqa: E402
+                  parse_overrides)
 
 _LUMA = (65.481 / 255, 128.553 / 255, 24.966 / 255)  # BasicSR's rgb2ycbcr Y weights, as the race's PSNR-Y
 
@@ -55,8 +56,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--weights', required=True, help="saved weights of ours (race.py --save-weights, a race "
                         "state's model, or a BasicSR checkpoint)")
-    parser.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
-                        help='the GaussianSR options the weights were trained with (repeatable)')
+    add_set_argument(parser, 'the GaussianSR options the weights were trained with (repeatable)')
     parser.add_argument('--photos', default='datasets/demo_wallpapers/val')
     parser.add_argument('--scales', type=int, nargs='+', default=[4, 8, 12])
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')

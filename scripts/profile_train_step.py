@@ -17,7 +17,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import train_step  # noqa: E402  (the step bench.py times)
-from race import parse_overrides  # noqa: E402  (the race's --set parser)
+from race import add_set_argument, parse_overrides  # noqa: E402  (the race's --set parser)
 
 
 def profile_step(net: torch.nn.Module, device: torch.device, dtype: torch.dtype, steps: int, rows: int,
@@ -45,8 +45,7 @@ def main() -> None:
     parser.add_argument('--rows', type=int, default=25)
     parser.add_argument('--batch', type=int, default=16)
     parser.add_argument('--queries', type=int, default=2304)
-    parser.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
-                        help='a GaussianSR option of the profiled design (repeatable)')
+    add_set_argument(parser, 'a GaussianSR option of the profiled design (repeatable)')
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)

@@ -105,6 +105,11 @@ class Racer(NamedTuple):
     aux_loss: Callable[[], Optional[torch.Tensor]] = lambda: None
 
 
+def add_set_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """The repeatable ``--set key=value`` of the scripts that build ours (into ``overrides``, ``parse_overrides``)."""
+    parser.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE', help=help_text)
+
+
 def parse_overrides(pairs: List[str]) -> Dict[str, object]:
     """``['radius=2', 'encoder={type: rdn}']`` -> ``{'radius': 2, 'encoder': {'type': 'rdn'}}``."""
     overrides = {}
@@ -587,8 +592,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--peer', default='ours', choices=('ours', *PEER_DIRS))
     parser.add_argument('--peer-root', default='.peers', help='folder holding the peers GaussianSR/ and liif/')
-    parser.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
-                        help='GaussianSR constructor override, value parsed as YAML (ours only)')
+    add_set_argument(parser, 'GaussianSR constructor override, value parsed as YAML (ours only)')
     parser.add_argument('--bank-lr-mult', type=float, default=1.0,
                         help="the Gaussian bank's learning rate as a multiple of the race's (ours only)")
     parser.add_argument('--train-dir', help='training PNGs (or WebPs)')
