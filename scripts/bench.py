@@ -19,7 +19,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import sys
 from datetime import datetime, timezone
 
@@ -33,7 +32,7 @@ from gaussiansr_plugin.archs.upsample_graphs import UpsampleGraphs
 from gaussiansr_plugin.cli.arguments import add_chunk_size_argument
 from gaussiansr_plugin.errors import first_line
 from gaussiansr_plugin.inference.cuda_graph import GraphedUpsample
-from gaussiansr_plugin.inference.profiling import time_call
+from gaussiansr_plugin.inference.profiling import device_name, time_call
 from gaussiansr_plugin.models.step_graph import WARMUP_STEPS, StepGraph
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -289,7 +288,7 @@ def main() -> None:
     variants += [(dt, False, False, True, False) for dt in dtypes] if args.compile else []
     result = {
         'date': datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
-        'device_name': torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu',
+        'device_name': device_name(device),
         'torch': torch.__version__, 'params': sum(p.numel() for p in net.parameters()), 'variant': overrides,
         'flops': matmul_flops(net), 'peak_tflops': args.peak_tflops,
         'inference': [

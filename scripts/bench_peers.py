@@ -17,6 +17,8 @@ from typing import Dict, List
 
 import torch
 
+from gaussiansr_plugin.inference.profiling import device_name
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (the timer, cases and training batch of our own bench)
 import race  # noqa: E402  (the peers' wrappers)
@@ -69,7 +71,7 @@ def main() -> None:
              if args.max_hr is None or round(c[0] * c[1]) <= args.max_hr]
     result = {'peer': args.peer, 'date': datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
               'torch': torch.__version__, 'python': platform.python_version(),
-              'device_name': torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor(),
+              'device_name': device_name(device),
               'params': sum(p.numel() for p in racer.net.parameters()),
               'inference': bench_peer_inference(racer, device, cases, args.warmup, args.reps, args.tf32),
               'train': [] if args.no_train else [bench_peer_train(racer, device, args.warmup, args.reps)]}

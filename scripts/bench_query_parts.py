@@ -20,7 +20,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from gaussiansr_plugin.archs.gaussian_util import make_cell, make_coord
 from gaussiansr_plugin.archs.gaussiansr_arch import sample_bicubic
 from gaussiansr_plugin.cli.arguments import add_chunk_size_argument
-from gaussiansr_plugin.inference.profiling import time_call
+from gaussiansr_plugin.inference.profiling import device_name, time_call
 from gaussiansr_plugin.ops.splat import splat
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -120,7 +120,7 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     result = {'date': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'host': platform.node(),
-              'device_name': torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor(),
+              'device_name': device_name(device),
               'torch': torch.__version__, 'variant': parse_overrides(args.overrides), 'lr': args.lr, 'hr': hr,
               'chunk_size': args.chunk_size, 'block_queries': q, 'blocks': num_blocks, 'parts': rows}
     print(f"\n{result['device_name']}, LR {args.lr}² -> {hr}², blocks of {q} queries x {num_blocks}\n")

@@ -8,7 +8,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import time
 from datetime import datetime, timezone
 
@@ -22,6 +21,7 @@ from basicsr.utils import tensor2img
 from gaussiansr_plugin.cli.arguments import add_chunk_size_argument
 from gaussiansr_plugin.data.resize import imresize_to
 from gaussiansr_plugin.inference.checkpoint import load_model
+from gaussiansr_plugin.inference.profiling import device_name
 from gaussiansr_plugin.precision import DEFAULT_PRECISION, PRECISIONS, inference_precision
 
 
@@ -74,8 +74,7 @@ def main() -> None:
         with open(args.json, 'w') as f:
             # the model's path relative to the working directory when under it: no machine path in a published log
             shown = os.path.relpath(model.path) if os.path.abspath(model.path).startswith(os.getcwd()) else model.path
-            machine = torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu'
-            json.dump({'model': shown, 'data': args.data, 'precision': args.precision, 'machine': machine,
+            json.dump({'model': shown, 'data': args.data, 'precision': args.precision, 'machine': device_name(device),
                        'torch': torch.__version__, 'date': datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
                        'results': results}, f, indent=1)
 

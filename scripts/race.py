@@ -48,7 +48,6 @@ import glob
 import json
 import math
 import os
-import platform
 import shlex
 import sys
 import time
@@ -394,7 +393,8 @@ class Race:
     def result(self, eval_at: List[int], finished: bool) -> dict:
         """The JSON of the run so far."""
         args = self.args
-        device = torch.cuda.get_device_name(self.device) if self.device.type == 'cuda' else platform.processor()
+        from gaussiansr_plugin.inference.profiling import device_name
+        device = device_name(self.device)
         return {
             'racer': racer_name(args), 'peer': args.peer, 'variant': self.config['variant'],
             'bank_lr_mult': args.bank_lr_mult, 'seed': args.seed, 'tf32': args.tf32,

@@ -1,4 +1,5 @@
 """Cost of a GaussianSR model: parameters per part, FLOPs (mmengine), latency and peak memory per scale."""
+import platform
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -72,6 +73,11 @@ def count_flops(net: GaussianSR, lq: Tensor, size: Tuple[int, int]) -> Flops:
 def _sync(device: torch.device) -> None:
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
+
+
+def device_name(device: torch.device) -> str:
+    """What a published figure names as its machine: the GPU's name, or the CPU's architecture."""
+    return torch.cuda.get_device_name(device) if device.type == 'cuda' else platform.processor() or 'cpu'
 
 
 def time_call(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 1) -> float:
