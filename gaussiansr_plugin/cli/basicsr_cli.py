@@ -41,8 +41,8 @@ def _option_parser(command: str) -> argparse.ArgumentParser:
     return parser
 
 
-def read_custom_imports(opt_path: str) -> List[str]:
-    """Module names listed under ``custom_imports.imports`` in the yml (empty if absent)."""
+def read_yml(opt_path: str) -> dict:
+    """The options file as a plain dict, or one-line errors for a missing or malformed file."""
     if not os.path.isfile(opt_path):
         raise UserError(f'option file not found: {opt_path}')
     try:
@@ -52,7 +52,12 @@ def read_custom_imports(opt_path: str) -> List[str]:
         raise UserError(f'cannot parse {opt_path}: {first_line(exc)}') from exc
     if not isinstance(opt, dict):
         raise UserError(f'{opt_path} is not a YAML mapping of options')
-    custom = opt.get('custom_imports') or {}
+    return opt
+
+
+def read_custom_imports(opt_path: str) -> List[str]:
+    """Module names listed under ``custom_imports.imports`` in the yml (empty if absent)."""
+    custom = read_yml(opt_path).get('custom_imports') or {}
     imports = custom.get('imports', []) if isinstance(custom, dict) else custom
     if isinstance(imports, str):
         imports = [imports]
@@ -98,6 +103,8 @@ def run(command: str, argv: List[str]) -> None:
     from . import basicsr_fixes, preflight
     from .setup_errors import reported_as_user_errors
     basicsr_fixes.apply()
+    if args.launcher == 'pytorch' and read_yml(args.opt).get('num_gpu') == 0:
+        basicsr_fixes.init_dist('pytorch', on_cpu=True)  # before BasicSR's parse, whose call then keeps this group
     sys.argv = [f'basicsr {command}'] + list(argv)
     if command == 'train':
         from basicsr.train import parse_options, train_pipeline as pipeline

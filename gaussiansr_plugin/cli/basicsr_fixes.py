@@ -52,19 +52,20 @@ def load_resume_state(opt: dict):
     return resume_state
 
 
-def init_dist(launcher: str, backend: str = 'nccl', **kwargs) -> None:
-    """Initialise torch.distributed for ``--launcher pytorch`` (NCCL on GPUs, gloo on CPUs); once per process, as the
-    launcher parses the options before BasicSR's pipeline parses them again."""
+def init_dist(launcher: str, backend: str = 'nccl', on_cpu: bool = False, **kwargs) -> None:
+    """Initialise torch.distributed for ``--launcher pytorch``: NCCL on GPUs, gloo where the run trains on CPUs
+    (``on_cpu``: the yml says ``num_gpu: 0``) or no GPU exists; once per process, as the launcher parses the options
+    before BasicSR's pipeline parses them again."""
     if dist.is_initialized():
         return
     if launcher != 'pytorch':
         from basicsr.utils.dist_util import init_dist as basicsr_init_dist
         basicsr_init_dist(launcher, backend, **kwargs)
         return
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count())
-    else:
+    if on_cpu or not torch.cuda.is_available():
         backend = 'gloo'
+    else:
+        torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count())
     dist.init_process_group(backend=backend, **kwargs)
 
 

@@ -54,19 +54,33 @@ def test_resume_state_upstream_needs_a_gpu(tmp_path):
     assert _fixed('basicsr.train', 'load_resume_state')(_state_opt(tmp_path / 'b', False))['epoch'] == 1
 
 
-@needs_no_gpu
-def test_init_dist_without_a_gpu(monkeypatch):
+def _single_process_env(monkeypatch) -> None:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
     for key, value in {'RANK': '0', 'LOCAL_RANK': '0', 'WORLD_SIZE': '1', 'MASTER_ADDR': '127.0.0.1',
                        'MASTER_PORT': str(port)}.items():
         monkeypatch.setenv(key, value)
+
+
+@needs_no_gpu
+def test_init_dist_without_a_gpu(monkeypatch):
+    _single_process_env(monkeypatch)
     with pytest.raises(ZeroDivisionError):  # rank % torch.cuda.device_count()
         upstream('basicsr.utils.options', 'init_dist')('pytorch')
     _fixed('basicsr.utils.options', 'init_dist')('pytorch')
     try:
         assert torch.distributed.get_backend() == 'gloo' and torch.distributed.get_world_size() == 1
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_a_run_on_cpus_gets_gloo_also_beside_a_gpu(monkeypatch):
+    """``num_gpu: 0`` under ``--launcher pytorch`` trains on CPUs: NCCL, the GPU default, cannot reduce CPU tensors."""
+    _single_process_env(monkeypatch)
+    basicsr_fixes.init_dist('pytorch', on_cpu=True)
+    try:
+        assert torch.distributed.get_backend() == 'gloo'
     finally:
         torch.distributed.destroy_process_group()
 

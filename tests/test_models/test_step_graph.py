@@ -37,8 +37,9 @@ class ReplayedEagerly(step_graph.StepGraph):
 
 def _opt(tiny_net_opt, tmp_path, **train):
     optim = {'type': 'Adam', 'lr': 1e-3, 'fused': True}
-    return model_opt(tiny_net_opt, tmp_path, optim_g=optim, ema_decay=0.9, max_nan_steps=3,
-                     scheduler={'type': 'MultiStepLR', 'milestones': [5], 'gamma': 0.5}, **train)
+    defaults = dict(optim_g=optim, ema_decay=0.9, max_nan_steps=3,
+                    scheduler={'type': 'MultiStepLR', 'milestones': [5], 'gamma': 0.5})
+    return model_opt(tiny_net_opt, tmp_path, **{**defaults, **train})
 
 
 def _batch(seed, gt_value=None, b=2):
