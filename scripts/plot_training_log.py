@@ -1,6 +1,6 @@
 """Plot the loss and validation PSNR of a BasicSR training log (as our model writes it) into a PNG.
 
-    python scripts/plot_training_log.py docs/logs/train_wallpapers_h200_2026-11-29.log \
+    python scripts/plot_training_log.py docs/logs/train_wallpapers_h200_2026-12-01.log \
         docs/figures/training_wallpapers.png
 """
 import argparse

@@ -28,15 +28,15 @@ def _test_opt(network_g, pretrain, tmp_path, param_key='params_ema'):
 def test_shipped_checkpoint_carries_its_options_and_loads_without_its_yml(tmp_path):
     saved = torch.load(DEFAULT_MODEL, weights_only=True)
     assert set(saved) == {'params_ema', 'output_options', 'network_g'}
-    assert saved['output_options']['gaussian_norm'] == 'peak' and saved['network_g'] == SHIPPED_NET
+    assert saved['output_options']['gaussian_norm'] == 'density' and saved['network_g'] == SHIPPED_NET
     copy = tmp_path / 'copied_without_yml.pth'
     shutil.copy(DEFAULT_MODEL, copy)
     model = load_model(str(copy))
-    assert model.options_source == 'the checkpoint' and model.net.gaussian_norm == 'peak'
+    assert model.options_source == 'the checkpoint' and model.net.gaussian_norm == 'density'
 
 
 @pytest.mark.parametrize('change, message', [
-    ({'gaussian_norm': 'density'}, "gaussian_norm: checkpoint 'peak', network 'density'"),
+    ({'gaussian_norm': 'peak'}, "gaussian_norm: checkpoint 'density', network 'peak'"),
     ({'residual': 'none'}, "residual: checkpoint 'bicubic', network 'none'"),
     ({'eval_selection': 'soft'}, "eval_selection: checkpoint 'argmax', network 'soft'"),
 ])
@@ -56,9 +56,9 @@ def test_shipped_checkpoint_loads_in_basicsr_test_with_its_options_and_param_key
 
 
 def test_upscale_model_adopts_recorded_options_or_refuses_a_config_that_differs(tmp_path):
-    saved = torch.load(DEFAULT_MODEL, weights_only=True)
+    peak_trained = GaussianSR(gaussian_norm='peak')  # the paper default's layout, trained under other output options
     bare = tmp_path / 'bare.pth'  # output options, no network_g, no yml: the paper default adopts them
-    torch.save({'params_ema': saved['params_ema'], 'output_options': saved['output_options']}, bare)
+    torch.save({'params_ema': peak_trained.state_dict(), 'output_options': peak_trained.output_options()}, bare)
     model = load_model(str(bare))
     assert model.net.gaussian_norm == 'peak' and 'output options recorded in the checkpoint' in model.options_source
     config = tmp_path / 'nores.yml'
