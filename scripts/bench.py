@@ -1,18 +1,19 @@
-"""Latency and peak memory of GaussianSR (EDSR-baseline, random weights, batch 1) per LR->HR case, fp32 and bf16,
-plus the training step (B16, 48x48 LR, 2304 queries, x4). CUDA: CUDA events after warm-up, median of --reps runs,
-``torch.cuda.max_memory_allocated``. CPU: perf_counter median, smaller cases (a sanity figure only).
-The plain rows are the default path, ``net.upsample``, which on a GPU replays a repeated shape from a CUDA graph by
-itself (``archs/upsample_graphs.py``; the warm-up covers its recording); the ``eager`` rows switch that off.
+"""Latency and peak memory of GaussianSR (EDSR-baseline, random weights, batch 1) per LR->HR case at each inference
+precision (``gaussiansr_plugin.precision``: fp32, tf32 on CUDA, bf16; set as ``gaussiansr upscale --precision`` sets
+it), plus the training step (B16, 48x48 LR, 2304 queries, x4). CUDA: CUDA events after warm-up, median of --reps
+runs, ``torch.cuda.max_memory_allocated``. CPU: perf_counter median, smaller cases (a sanity figure only).
+The plain rows are the path of ``net.upsample``, which on a GPU replays a repeated shape from a CUDA graph by itself
+(``archs/upsample_graphs.py``; the warm-up covers its recording); the ``eager`` rows switch that off (only where it
+would replay: outputs up to ``MAX_GRAPH_PIXELS``). The default path is the plain row of the default precision.
 ``--cuda-graph`` adds the same cases replayed from CUDA graphs (``GraphedUpsample``) up to 1024x1024 outputs, and the
 training step replayed from one (``graphed_train_step``, as ``train.cuda_graph`` records it);
 ``--set key=value`` benches another design (e.g. the training ymls': ``--set gabor_bands=16 --set kernel_refine=true
 --set head_input=all``); every case also gets its tensor-core limit: the FLOPs of the convolutions before the queries
 (per LR pixel) and of the decoder (per query), counted by ``torch.utils.flop_counter``, at ``--peak-tflops``.
-``--tf32`` adds fp32 with TF32 tensor-core matmuls (``torch.backends.cuda.matmul.allow_tf32``); ``--compile`` adds
-fp32 and bf16 with the per-chunk query (splat, bicubic stream, MLP) compiled by ``torch.compile`` (Inductor; the splat
+``--compile`` adds each precision with the per-chunk query (splat, bicubic stream, MLP) compiled by ``torch.compile`` (Inductor; the splat
 op is an opaque ``torch.library`` operator), the alternative to a hand-fused query kernel.
 
-    python scripts/bench.py --cuda-graph --tf32 --json bench.json > bench.md
+    python scripts/bench.py --cuda-graph --json bench.json > bench.md
     python scripts/bench.py --device cpu --reps 3
 """
 import argparse
@@ -28,12 +29,13 @@ from torch.utils.flop_counter import FlopCounterMode
 import gaussiansr_plugin  # noqa: F401
 from basicsr.utils.registry import ARCH_REGISTRY
 from gaussiansr_plugin.archs.gaussian_util import make_cell, make_coord
-from gaussiansr_plugin.archs.upsample_graphs import UpsampleGraphs
+from gaussiansr_plugin.archs.upsample_graphs import MAX_GRAPH_PIXELS, UpsampleGraphs
 from gaussiansr_plugin.cli.arguments import add_chunk_size_argument
 from gaussiansr_plugin.errors import first_line
 from gaussiansr_plugin.inference.cuda_graph import GraphedUpsample
 from gaussiansr_plugin.inference.profiling import device_name, time_call
 from gaussiansr_plugin.models.step_graph import WARMUP_STEPS, StepGraph
+from gaussiansr_plugin.precision import inference_precision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from race import add_set_argument, parse_overrides  # noqa: E402  (the race's --set parser)
@@ -91,53 +93,51 @@ def measure(device, fn, warmup, reps) -> dict:
     return row
 
 
-def bench_inference(net, device, cases, dtype, chunk_size, warmup, reps, graph=False, tf32=False, compiled=False,
+def bench_inference(net, device, cases, precision, chunk_size, warmup, reps, graph=False, compiled=False,
                     eager=False):
-    """One row per case of the default path (``net.upsample``, which replays repeated shapes from CUDA graphs by
-    itself); ``graph``: ``GraphedUpsample``; ``tf32``: fp32 matmuls on TF32 tensor cores; ``compiled``: the query
-    compiled (``torch.compile``; its compilation happens in the warm-up); ``eager``: ``auto_cuda_graphs`` off."""
+    """One row per case of ``net.upsample`` at ``precision`` (which replays repeated shapes from CUDA graphs by
+    itself); ``graph``: ``GraphedUpsample``; ``compiled``: the query compiled (``torch.compile``; its compilation
+    happens in the warm-up); ``eager``: ``auto_cuda_graphs`` off, on the cases where it would replay."""
     rows = []
     net = copy.copy(net)  # the same modules, with its own graphs (and compiled query)
     net._graphs = UpsampleGraphs()
     net.auto_cuda_graphs = not eager
     if compiled:
         net._query = torch.compile(net._query)
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    graphed = GraphedUpsample(net, chunk_size, None if dtype == torch.float32 else dtype) if graph else None
+    graphed = GraphedUpsample(net, chunk_size, torch.bfloat16 if precision == 'bf16' else None) if graph else None
     for side, scale in cases:
         lq = torch.rand(1, 3, side, side, device=device)
         size = (round(side * scale), round(side * scale))
-        if graph and size[0] > GRAPH_MAX_HR:
+        if (graph and size[0] > GRAPH_MAX_HR) or (eager and size[0] * size[1] > MAX_GRAPH_PIXELS):
             continue
 
         def run():
-            if graphed:
-                return graphed(lq, size)
-            with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-                return net.upsample(lq, size, chunk_size=chunk_size)
+            with torch.no_grad(), inference_precision(precision, device.type):
+                return graphed(lq, size) if graphed else net.upsample(lq, size, chunk_size=chunk_size)
 
-        row = {'lr': side, 'scale': scale, 'hr': size[0], 'dtype': str(dtype).split('.')[-1], 'graph': graph,
-               'tf32': tf32, 'compiled': compiled, 'eager': eager}
+        row = {'lr': side, 'scale': scale, 'hr': size[0], 'precision': precision, 'graph': graph,
+               'compiled': compiled, 'eager': eager}
         rows.append(time_case(device, run, row, warmup, reps))
         net._graphs.clear()
-    torch.backends.cuda.matmul.allow_tf32 = False
     return rows
 
 
 def time_case(device: torch.device, run, row: dict, warmup: int, reps: int) -> dict:
     """``row`` (an inference case, ``hr`` its square output side) completed by ``measure`` of ``run`` and printed;
-    outputs over 4 Mpx get one warm-up and reps // 5 runs (at least 3). Ours and the peers (bench_peers.py) alike."""
+    outputs over 4 Mpx get one warm-up and reps // 10 runs (at least 3). Ours and the peers (bench_peers.py) alike."""
     big = row['hr'] * row['hr'] > 4e6
-    row.update(measure(device, run, 1 if big else warmup, max(3, reps // 5) if big else reps))
+    row.update(measure(device, run, 1 if big else warmup, max(3, reps // 10) if big else reps))
     print(json.dumps(row), flush=True)
     return row
 
 
 def variant(row: dict) -> str:
-    """Column label of an inference row: its dtype, +tf32, compiled, eager (automatic graphs off), graph."""
-    name = {'float32': 'fp32', 'bfloat16': 'bf16'}[row['dtype']]
-    return (name + ('+tf32' if row.get('tf32') else '') + (' compiled' if row.get('compiled') else '')
-            + (' eager' if row.get('eager') else '') + (' graph' if row.get('graph') else ''))
+    """Column label of an inference row: its precision, compiled, eager (automatic graphs off), graph. Rows recorded
+    before the precisions (a dtype and a TF32 flag) read as the precision they ran at."""
+    precision = row.get('precision') or ('bf16' if row['dtype'] == 'bfloat16' else 'tf32' if row.get('tf32')
+                                         else 'fp32')
+    return (precision + (' compiled' if row.get('compiled') else '') + (' eager' if row.get('eager') else '')
+            + (' graph' if row.get('graph') else ''))
 
 
 def train_inputs(device: torch.device, scale: float = 4.0, batch: int = 16, q: int = 2304):
@@ -264,8 +264,7 @@ def main() -> None:
     add_chunk_size_argument(parser, None, 'queries per chunk (default: the arch default)')
     parser.add_argument('--json', default=None)
     parser.add_argument('--cuda-graph', action='store_true', help='add CUDA-graph replays (CUDA only)')
-    parser.add_argument('--tf32', action='store_true', help='add fp32 with TF32 matmuls (CUDA only)')
-    parser.add_argument('--compile', action='store_true', help='add fp32 and bf16 with the query torch.compile-d')
+    parser.add_argument('--compile', action='store_true', help='add each precision with the query torch.compile-d')
     parser.add_argument('--max-hr', type=int, default=None, help='skip cases with larger outputs')
     parser.add_argument('--no-train', action='store_true', help='skip the training step')
     add_set_argument(parser, 'a GaussianSR option of the benched design (repeatable)')
@@ -279,26 +278,26 @@ def main() -> None:
     net = ARCH_REGISTRY.get('GaussianSR')(**overrides).to(device).eval()
     cases = [(side, scale) for side, scale in (GPU_CASES if device.type == 'cuda' else CPU_CASES)
              if not args.max_hr or round(side * scale) <= args.max_hr]
-    dtypes = [torch.float32, torch.bfloat16]
     cuda = device.type == 'cuda'
-    variants = [(dt, False, False, False, False) for dt in dtypes]
-    variants += [(dt, False, False, False, True) for dt in dtypes] if cuda else []
-    variants += [(torch.float32, False, True, False, False)] if args.tf32 and cuda else []
-    variants += [(dt, True, False, False, False) for dt in dtypes] if args.cuda_graph and cuda else []
-    variants += [(dt, False, False, True, False) for dt in dtypes] if args.compile else []
+    precisions = ['fp32', 'tf32', 'bf16'] if cuda else ['fp32', 'bf16']  # TF32 is fp32 off CUDA
+    variants = [(p, False, False, False) for p in precisions]
+    variants += [(p, False, False, True) for p in precisions] if cuda else []
+    variants += [(p, True, False, False) for p in precisions] if args.cuda_graph and cuda else []
+    variants += [(p, False, True, False) for p in precisions] if args.compile else []
     result = {
         'date': datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
         'device_name': device_name(device),
         'torch': torch.__version__, 'params': sum(p.numel() for p in net.parameters()), 'variant': overrides,
         'flops': matmul_flops(net), 'peak_tflops': args.peak_tflops,
         'inference': [
-            r for dt, graph, tf32, compiled, eager in variants
-            for r in bench_inference(net, device, cases, dt, args.chunk_size, args.warmup, args.reps, graph, tf32,
+            r for precision, graph, compiled, eager in variants
+            for r in bench_inference(net, device, cases, precision, args.chunk_size, args.warmup, args.reps, graph,
                                      compiled, eager)
         ],
         'train': [] if args.no_train else [
             bench_train(net, device, dt, args.warmup, max(5, args.reps // 2), graph=graph)
-            for graph in ([False, True] if args.cuda_graph and cuda else [False]) for dt in dtypes],
+            for graph in ([False, True] if args.cuda_graph and cuda else [False])
+            for dt in (torch.float32, torch.bfloat16)],
     }
     print(markdown(result))
     if args.json:

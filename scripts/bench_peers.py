@@ -1,5 +1,5 @@
 """Latency and peak memory of a peer (the official GaussianSR or LIIF, from its own source folder) measured the way
-scripts/bench.py measures ours: the same LR->HR cases at batch 1 (random weights, fp32, ``--tf32`` optional), the
+scripts/bench.py measures ours: the same LR->HR cases at batch 1 (random weights, ``--precision`` tf32 or fp32 as ours sets it), the
 same training step (B16, 48x48 LR, 2304 queries, x4, L1, Adam), CUDA events after warm-up, median of ``--reps`` runs,
 ``torch.cuda.max_memory_allocated``. The peer renders as its test code does (race.py's wrappers: chunks of 30000
 queries). One peer per process, since both packages are named ``models``.
@@ -18,6 +18,7 @@ from typing import Dict, List
 import torch
 
 from gaussiansr_plugin.inference.profiling import device_name
+from gaussiansr_plugin.precision import inference_precision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (the timer, cases and training batch of our own bench)
@@ -25,22 +26,21 @@ import race  # noqa: E402  (the peers' wrappers)
 
 
 def bench_peer_inference(racer: race.Racer, device: torch.device, cases, warmup: int, reps: int,
-                         tf32: bool) -> List[Dict[str, object]]:
-    """One row per case, as ``bench.bench_inference`` writes ours (``tf32``: TF32 matmuls, as there)."""
+                         precision: str) -> List[Dict[str, object]]:
+    """One row per case, as ``bench.bench_inference`` writes ours, at ``precision`` fp32 or tf32 (set as for ours;
+    the peers' code is not written for bf16 autocast)."""
     rows = []
-    torch.backends.cuda.matmul.allow_tf32 = tf32
     racer.net.eval()
     for side, scale in cases:
         lq = torch.rand(1, 3, side, side, device=device)
         hr = round(side * scale)
 
         def run():
-            with torch.no_grad():
+            with torch.no_grad(), inference_precision(precision, device.type):
                 return racer.upsample(lq, hr, hr)
 
-        row = {'lr': side, 'scale': scale, 'hr': hr, 'dtype': 'float32', 'graph': False, 'tf32': tf32}
+        row = {'lr': side, 'scale': scale, 'hr': hr, 'precision': precision, 'graph': False}
         rows.append(bench.time_case(device, run, row, warmup, reps))
-    torch.backends.cuda.matmul.allow_tf32 = False
     return rows
 
 
@@ -59,7 +59,8 @@ def main() -> None:
     parser.add_argument('--device', default='cuda')
     parser.add_argument('--reps', type=int, default=50)
     parser.add_argument('--warmup', type=int, default=5)
-    parser.add_argument('--tf32', action='store_true', help='TF32 matmuls, as bench.py --tf32')
+    parser.add_argument('--precision', choices=('fp32', 'tf32'), default='tf32',
+                        help='inference precision, as for ours (default: tf32, our default)')
     parser.add_argument('--max-hr', type=int, default=None, help='skip cases with larger outputs')
     parser.add_argument('--no-train', action='store_true', help='skip the training step')
     parser.add_argument('--json', default=None)
@@ -73,7 +74,7 @@ def main() -> None:
               'torch': torch.__version__, 'python': platform.python_version(),
               'device_name': device_name(device),
               'params': sum(p.numel() for p in racer.net.parameters()),
-              'inference': bench_peer_inference(racer, device, cases, args.warmup, args.reps, args.tf32),
+              'inference': bench_peer_inference(racer, device, cases, args.warmup, args.reps, args.precision),
               'train': [] if args.no_train else [bench_peer_train(racer, device, args.warmup, args.reps)]}
     print(bench.markdown(result).replace('GaussianSR (EDSR-baseline)', f'{args.peer} (EDSR-baseline)', 1))
     if args.json:

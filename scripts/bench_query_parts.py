@@ -82,13 +82,13 @@ def main() -> None:
                 fn()
         return run
 
-    def unfused(fn):
+    def fused(fn):
         def run():
-            net.decoder.fuse_bf16 = False
+            net.decoder.fuse_bf16 = True
             try:
                 fn()
             finally:
-                net.decoder.fuse_bf16 = True
+                net.decoder.fuse_bf16 = False
         return run
 
     parts = {
@@ -101,8 +101,10 @@ def main() -> None:
         'decoder GELUs only (4 x [Q, 256])': (lambda: [F.gelu(hidden) for _ in range(4)], num_blocks),
         'decoder TF32': (tf32(lambda: net.decoder(x)), num_blocks),
         'decoder matmuls only TF32': (tf32(lambda: linears_only(net, x)), num_blocks),
-        'decoder bf16 autocast (bias + GELU in the GEMM epilogue)': (bf16(lambda: net.decoder(x)), num_blocks),
-        'decoder bf16 autocast, GELU apart': (bf16(unfused(lambda: net.decoder(x))), num_blocks),
+        'decoder TF32, bias + GELU in the GEMM epilogue': (tf32(lambda: net.decoder.forward_fused(x, torch.float32)),
+                                                          num_blocks),
+        'decoder bf16 autocast': (bf16(lambda: net.decoder(x)), num_blocks),
+        'decoder bf16 autocast, bias + GELU in the GEMM epilogue': (bf16(fused(lambda: net.decoder(x))), num_blocks),
         'query block (all of the above per block)': (lambda: net._query(feat, params, side, coord, cell),
                                                      num_blocks),
         'upsample (whole image, eager)': (lambda: net.upsample(lq, (hr, hr), chunk_size=args.chunk_size), 1),
@@ -115,7 +117,7 @@ def main() -> None:
                     fn()
             ms = time_call(inner, device, args.reps, warmup=2) / args.inner
             row = {'part': name, 'ms_per_block': ms, 'ms_per_image': ms * per_image}
-            if name.startswith('decoder matmuls') or name.startswith('decoder fp32') or name.startswith('decoder TF32'):
+            if name.startswith(('decoder matmuls', 'decoder fp32', 'decoder TF32')):
                 row['tflops'] = decoder_flops(net, q) / (ms * 1e-3) / 1e12
             rows.append(row)
             print(json.dumps(row), flush=True)

@@ -4,8 +4,8 @@
 # CUDA tests; our latency/memory bench (eager fp32, TF32 and bf16, CUDA graphs; then with the query compiled by
 # torch.compile); the training step's operators in fp32 and bf16
 # (profile_train_step.py); when the peers' source folders are in .peers/ (GaussianSR/, liif/), their latency on the
-# same machine (scripts/bench_peers.py); where the time of a query block goes (bench_query_parts.py at x12, x6 and
-# 256->1024); the bench at chunks of 2^15 and 2^18 queries.
+# same machine (scripts/bench_peers.py); where the time of a query block goes (bench_query_parts.py at x12, x6,
+# 256->1024 and 2048->8192); the bench at chunks of 2^15 and 2^18 queries.
 # Everything lands in one archive OUT_DIR/gpu_checks_<steps>.tgz (a lent machine returns few files), also when a step
 # fails. The steps at their time limits take about 19 minutes, more than one 10-minute job: name the steps to run,
 # e.g. two jobs on one machine:
@@ -29,7 +29,7 @@ step_tests() {
   tail -1 "$WORK/pytest_cuda.log"
 }
 step_bench() {
-  timeout 150 python scripts/bench.py "${DESIGN[@]}" --cuda-graph --tf32 --json "$WORK/bench.json" \
+  timeout 240 python scripts/bench.py "${DESIGN[@]}" --cuda-graph --json "$WORK/bench.json" \
     > "$WORK/bench.md" 2>&1
   tail -14 "$WORK/bench.md"
 }
@@ -45,17 +45,17 @@ step_peers() {
   for pair in gaussiansr:GaussianSR liif:liif; do
     peer="${pair%%:*}"
     if [ -d ".peers/${pair##*:}" ]; then
-      timeout 120 python scripts/bench_peers.py --peer "$peer" --peer-root .peers --tf32 \
+      timeout 120 python scripts/bench_peers.py --peer "$peer" --peer-root .peers \
         --json "$WORK/peers_$peer.json" > "$WORK/peers_$peer.md" 2>&1
       tail -12 "$WORK/peers_$peer.md"
     fi
   done
 }
 step_parts() {
-  for case in "64 12" "64 6" "256 4"; do
-    read -r lr scale <<< "$case"
-    timeout 30 python scripts/bench_query_parts.py "${DESIGN[@]}" --lr "$lr" --scale "$scale" \
-      --json "$WORK/parts_${lr}_x$scale.json" > "$WORK/parts_${lr}_x$scale.md" 2>&1
+  for case in "64 12 30 10" "64 6 30 10" "256 4 30 10" "2048 4 3 1"; do
+    read -r lr scale reps inner <<< "$case"
+    timeout 90 python scripts/bench_query_parts.py "${DESIGN[@]}" --lr "$lr" --scale "$scale" --reps "$reps" \
+      --inner "$inner" --json "$WORK/parts_${lr}_x$scale.json" > "$WORK/parts_${lr}_x$scale.md" 2>&1
     tail -15 "$WORK/parts_${lr}_x$scale.md"
   done
 }

@@ -588,7 +588,7 @@ def int_list(text: str) -> List[int]:
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    from gaussiansr_plugin.precision import DEFAULT_PRECISION, PRECISIONS
+    from gaussiansr_plugin.precision import PRECISIONS
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--peer', default='ours', choices=('ours', *PEER_DIRS))
     parser.add_argument('--peer-root', default='.peers', help='folder holding the peers GaussianSR/ and liif/')
@@ -616,9 +616,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--table', nargs='+', metavar='JSON', help='print markdown tables of result files and exit')
     parser.add_argument('--score', metavar='PTH', help='only score these weights of ours (--save-weights) on --eval-dir '
                         'with --set options, e.g. inference options such as cell_clip')
-    parser.add_argument('--precision', default=DEFAULT_PRECISION, choices=PRECISIONS,
-                        help=f'with --score: the inference precision (gaussiansr_plugin.precision). Default: '
-                        f'{DEFAULT_PRECISION}')
+    parser.add_argument('--precision', default='fp32', choices=PRECISIONS,
+                        help='with --score: the inference precision (gaussiansr_plugin.precision). Default: fp32, the '
+                        'exact reference the race scores with')
     args = parser.parse_args(argv)
     parse_overrides(args.overrides)  # fail early on a malformed --set
     if args.peer != 'ours' and (args.overrides or args.bank_lr_mult != 1):

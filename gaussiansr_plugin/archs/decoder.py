@@ -18,7 +18,8 @@ class MLPDecoder(nn.Module):
         fuse_bf16 (bool): At inference under bfloat16 autocast on CUDA (``precision: bf16``), run each hidden layer
             as one cuBLASLt GEMM with the bias and the GELU in its epilogue, instead of a GEMM then a GELU that reads
             and writes the [Q, width] activations once more. cuBLASLt's GELU is the tanh form, within 5e-4 of the
-            exact one: ten times below bfloat16's rounding of these activations. Default: True.
+            exact one. Default: False: on an H200 the epilogue GEMMs took 0.75 ms per 131072-query block against
+            0.53 for the GEMMs and GELUs apart (``scripts/bench_query_parts.py``, docs/benchmarks.md).
     """
 
     def __init__(self, in_dim: int, out_dim: int = 3, hidden: Sequence[int] = (256, 256, 256, 256)):
@@ -29,7 +30,7 @@ class MLPDecoder(nn.Module):
             last = width
         layers.append(nn.Linear(last, out_dim))
         self.layers = nn.Sequential(*layers)
-        self.fuse_bf16 = True
+        self.fuse_bf16 = False
 
     def forward(self, x: Tensor) -> Tensor:
         """[..., in_dim] -> [..., out_dim]."""

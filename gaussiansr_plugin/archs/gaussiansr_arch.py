@@ -194,6 +194,9 @@ class GaussianSR(nn.Module):
         self.gabor = GaborTexture(num_feat, gabor_bands) if gabor_bands > 0 else None
         self.decoder = MLPDecoder(num_feat + self.offset_features + 2 + 2 * gabor_bands + 3 * splat_colour, 3,
                                   tuple(mlp_hidden))
+        # NHWC convolutions: cuDNN's tensor-core kernels (and oneDNN's) take this layout, so the NCHW one costs two
+        # transposes around every convolution; moves and loaded weights keep it
+        self.to(memory_format=torch.channels_last)
 
     def output_options(self) -> dict:
         """The options that change the outputs without changing the weights' shapes, as checkpoints record them
@@ -217,8 +220,8 @@ class GaussianSR(nn.Module):
         return (lq - _NORM_MEAN) / _NORM_STD
 
     def encode(self, lq: Tensor) -> Tensor:
-        """Encoder features of an LR image in [0, 1], [B, 3, h, w] -> [B, C, h, w]."""
-        return self.encoder(self.normalize(lq))
+        """Encoder features of an LR image in [0, 1], [B, 3, h, w] -> [B, C, h, w] (channels-last memory)."""
+        return self.encoder(self.normalize(lq).contiguous(memory_format=torch.channels_last))
 
     def _head_out(self, feat: Tensor) -> Tensor:
         return self.head(feat[:, :self.num_gaussian_channels] if self.head_input == 'gaussian' else feat)

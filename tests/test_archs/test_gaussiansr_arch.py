@@ -376,3 +376,22 @@ def test_periodic_offsets_decode_continuously_across_lr_cell_borders():
 def test_bad_offset_encoding():
     with pytest.raises(ValueError, match="offset_encoding must be one of \\('linear', 'periodic'\\), got 'sine'"):
         ARCH_REGISTRY.get('GaussianSR')(offset_encoding='sine')
+
+
+def test_convolutions_run_channels_last_and_keep_it_through_loading(tiny_net_opt):
+    """NHWC saves cuDNN two transposes per convolution; the weights keep the layout when moved or loaded from an NCHW
+    state dict, and the features equal those of the NCHW network."""
+    net = build_network(tiny_net_opt).eval()
+    convs = [m.weight for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    nchw = {k: v.contiguous() for k, v in net.state_dict().items()}
+    fresh = build_network(tiny_net_opt).to(torch.float64).to(torch.float32)
+    fresh.load_state_dict(nchw)
+    assert all(m.weight.is_contiguous(memory_format=torch.channels_last)
+               for m in fresh.modules() if isinstance(m, torch.nn.Conv2d))
+    lq = torch.rand(1, 3, 9, 11)
+    with torch.no_grad():
+        feat = net.encode(lq)
+        plain = copy.deepcopy(net.encoder).to(memory_format=torch.contiguous_format)(net.normalize(lq))
+    assert feat.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(feat, plain, rtol=1e-5, atol=1e-5)

@@ -1,4 +1,9 @@
-"""gaussiansr_plugin/precision.py: the three inference precisions, on the upscale CLI and in BasicSR validation."""
+"""gaussiansr_plugin/precision.py: the three inference precisions, on the upscale CLI and in BasicSR validation; the
+default is the one the recorded measurements choose."""
+import glob
+import json
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -10,7 +15,7 @@ from basicsr.models import build_model
 from gaussiansr_plugin.archs.gaussiansr_arch import GaussianSR
 from gaussiansr_plugin.errors import UserError
 from gaussiansr_plugin.inference.upscaler import RenderPlan, render
-from gaussiansr_plugin.precision import PRECISIONS, check_precision, inference_precision
+from gaussiansr_plugin.precision import DEFAULT_PRECISION, PRECISIONS, check_precision, inference_precision
 from shared_helpers import as_setup_step, cli, messages, model_opt
 
 
@@ -23,6 +28,31 @@ def net(tiny_net_opt):
 @pytest.fixture
 def lq():
     return torch.from_numpy(skdata.astronaut()[100:124, 180:212].transpose(2, 0, 1).astype(np.float32) / 255)[None]
+
+
+MEASURED = os.path.join(os.path.dirname(__file__), '..', '..', 'docs', 'logs', 'precision_h200_*')
+
+
+def _psnr_drops(folder: str, kind: str, precision: str) -> dict:
+    """PSNR-Y of ``precision`` minus fp32's per scale, from one recorded run (``crops``: race.py --score, ``photos``:
+    evaluate.py)."""
+    def psnr(p):
+        record = json.load(open(os.path.join(folder, f'{kind}_{p}.json')))
+        return {s: v['psnr'] for s, v in (record.get('scores') or record['results']).items()}
+    reference, other = psnr('fp32'), psnr(precision)
+    return {s: other[s] - reference[s] for s in reference}
+
+
+def test_the_default_is_the_fastest_precision_within_a_hundredth_of_a_db():
+    """docs/logs/precision_h200_*: the shipped model at each precision on a GPU, on the race's crops and on the whole
+    held-out photos. The default keeps every scale within 0.01 dB of fp32; every faster precision misses somewhere."""
+    folders = sorted(glob.glob(MEASURED))
+    assert folders, 'no recorded precision measurements'
+    latest = folders[-1]
+    for kind in ('crops', 'photos'):
+        assert all(abs(d) <= 0.01 for d in _psnr_drops(latest, kind, DEFAULT_PRECISION).values())
+    for faster in PRECISIONS[PRECISIONS.index(DEFAULT_PRECISION) + 1:]:
+        assert any(abs(d) > 0.01 for kind in ('crops', 'photos') for d in _psnr_drops(latest, kind, faster).values())
 
 
 @pytest.mark.parametrize('precision', PRECISIONS)

@@ -13,13 +13,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def test_bench_cpu_json_and_table(tmp_path):
     out = tmp_path / 'bench.json'
     cmd = [sys.executable, os.path.join(ROOT, 'scripts', 'bench.py'), '--device', 'cpu', '--reps', '1', '--warmup', '0',
-           '--max-hr', '64', '--no-train', '--cuda-graph', '--tf32', '--json', str(out)]
+           '--max-hr', '64', '--no-train', '--cuda-graph', '--json', str(out)]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(out.read_text())
     rows = result['inference']
-    assert [(r['lr'], r['hr'], r['dtype']) for r in rows] == [(32, 64, 'float32'), (32, 64, 'bfloat16')]
-    assert all(r['ms'] > 0 and not r['graph'] and not r['tf32'] for r in rows)  # CUDA-only variants skipped on CPU
+    assert [(r['lr'], r['hr'], r['precision']) for r in rows] == [(32, 64, 'fp32'), (32, 64, 'bf16')]
+    assert all(r['ms'] > 0 and not r['graph'] and not r['eager'] for r in rows)  # CUDA-only variants skipped on CPU
     assert result['train'] == [] and '| 32->64 x2 |' in run.stdout and '| case | fp32 ms |' in run.stdout
     # the limit's FLOPs: the decoder's matmuls 68-256-256-256-256-3, and EDSR-baseline's 34 3x3 convolutions (head,
     # 16 blocks of two, body end) plus the selection head per LR pixel
@@ -38,8 +38,8 @@ def test_bench_compiled_query_rows(tmp_path):
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     assert run.returncode == 0, run.stderr[-2000:]
     rows = json.loads(out.read_text())['inference']
-    assert [(r['dtype'], r['compiled']) for r in rows] == [('float32', False), ('bfloat16', False),
-                                                           ('float32', True), ('bfloat16', True)]
+    assert [(r['precision'], r['compiled']) for r in rows] == [('fp32', False), ('bf16', False),
+                                                               ('fp32', True), ('bf16', True)]
     assert all(r.get('ms', 0) > 0 for r in rows), rows
     assert '| fp32 compiled ms |' in run.stdout
 
@@ -99,13 +99,13 @@ def test_bench_peers_times_a_racer_as_bench_times_ours(monkeypatch, capsys):
             'num_gaussian_channels': 4}
     racer, _ = race.build_ours(tiny, torch.device('cpu'), 1.0)
     rows = bench_peers.bench_peer_inference(racer, torch.device('cpu'), [(16, 2), (12, 3)], warmup=0, reps=1,
-                                            tf32=False)
+                                            precision='tf32')
     assert [(r['lr'], r['hr']) for r in rows] == [(16, 32), (12, 36)] and all(r['ms'] > 0 for r in rows)
     train = bench_peers.bench_peer_train(racer, torch.device('cpu'), warmup=0, reps=1, batch=2, q=64)
     assert train['ms'] > 0 and train['queries'] == 64
     table = bench.markdown({'device_name': 'cpu', 'torch': torch.__version__, 'date': 'today', 'inference': rows,
                             'train': [train]})
-    assert '| 16->32 x2 |' in table and '| train step B2 48² 64q x4 (float32) |' in table
+    assert '| case | tf32 ms | tf32 GiB |' in table and '| 16->32 x2 |' in table and '| train step B2 48² 64q x4 (float32) |' in table
     monkeypatch.setattr(sys, 'argv', ['bench_peers.py', '--peer', 'nope'])
     with pytest.raises(SystemExit) as exc:
         bench_peers.main()
