@@ -94,7 +94,8 @@ def main() -> None:
     parts = {
         'encode (per image)': (lambda: net.encode(lq), 1),
         'selection + splat parameters (per image)': (lambda: net._splat_params(lq, feat, net.gaussians(feat)), 1),
-        'splat': (lambda: splat(*params, coord, net.radius), num_blocks),
+        'splat (maps prepared once per image)': (lambda: params(coord), num_blocks),
+        'splat, maps prepared per call': (lambda: splat(*params.maps, coord, net.radius), num_blocks),
         'bicubic stream (grid_sample)': (lambda: sample_bicubic(side, coord), num_blocks),
         'decoder fp32': (lambda: net.decoder(x), num_blocks),
         'decoder matmuls only fp32': (lambda: linears_only(net, x), num_blocks),

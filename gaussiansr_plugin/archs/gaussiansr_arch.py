@@ -13,7 +13,7 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 from basicsr.utils.registry import ARCH_REGISTRY
 from ..ops.splat import BACKENDS as SPLAT_BACKENDS
 from ..ops.splat import MAX_RADIUS as SPLAT_MAX_RADIUS
-from ..ops.splat import splat
+from ..ops.splat import SplatSource
 from .decoder import MLPDecoder
 from .encoders import build_encoder
 from ..option_checks import check_int_option, is_int_at_least, is_number, strict_kwargs
@@ -268,10 +268,10 @@ class GaussianSR(nn.Module):
         splat_params = self._splat_params(lq, feat, kernels)
         return self._query(feat, splat_params, self._bicubic_stream(lq, feat), coord, cell)
 
-    def _splat_params(self, lq: Tensor, feat: Tensor, kernels: Optional[Tensor]) -> Optional[Tuple[Tensor, ...]]:
-        """(maps, sigma, rho, opacity) as the op takes them: the splatted channels, the demodulated Gabor bands and
+    def _splat_params(self, lq: Tensor, feat: Tensor, kernels: Optional[Tensor]) -> Optional[SplatSource]:
+        """The splat of one image (maps, sigma, rho, opacity): the splatted channels, the demodulated Gabor bands and
         the normalised colours (``splat_colour``), and the density factor folded into the opacity; once per image,
-        not per query chunk."""
+        not per query chunk (``SplatSource`` also lays the maps out for the CUDA kernels once, at inference)."""
         if kernels is None:
             return None
         sigma, rho, opacity = kernels[:, :2], kernels[:, 2:3], kernels[:, 3:4]
@@ -282,7 +282,8 @@ class GaussianSR(nn.Module):
             maps.append(self.gabor.demodulated(feat))
         if self.splat_colour:
             maps.append(self.normalize(lq).to(feat.dtype))
-        return torch.cat(maps, dim=1) if len(maps) > 1 else maps[0], sigma, rho, opacity
+        maps = torch.cat(maps, dim=1) if len(maps) > 1 else maps[0]
+        return SplatSource(maps, sigma, rho, opacity, self.radius, backend=self.splat_backend)
 
     def _bicubic_stream(self, lq: Tensor, feat: Tensor) -> Tensor:
         """The maps sampled bicubically at each query: non-splatted features, then the normalised LR image if the
@@ -292,7 +293,7 @@ class GaussianSR(nn.Module):
             side = torch.cat([side, self.normalize(lq).to(side.dtype)], dim=1)
         return side
 
-    def _query(self, feat: Tensor, splat_params: Optional[Tuple[Tensor, ...]], side: Tensor, coord: Tensor,
+    def _query(self, feat: Tensor, splat_params: Optional[SplatSource], side: Tensor, coord: Tensor,
                cell: Tensor) -> Tensor:
         """``query`` with the splat parameters (``_splat_params``) and the bicubic-stream maps (``_bicubic_stream``)
         computed once per image."""
@@ -302,7 +303,7 @@ class GaussianSR(nn.Module):
         pos = (coord + 1) * lr_size / 2 - 0.5  # continuous LR-pixel position
         parts = []
         if splat_params is not None:
-            splatted = splat(*splat_params, coord, self.radius, backend=self.splat_backend).to(feat.dtype)
+            splatted = splat_params(coord).to(feat.dtype)
             parts.append(splatted[..., :ng])
             bands_end = ng + (2 * self.gabor.bands if self.gabor is not None else 0)
             if self.gabor is not None:

@@ -204,3 +204,13 @@ def test_import_builds_nothing():
             'assert not any(m.endswith("gaussiansr_splat_ext") for m in sys.modules)\n')
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_splat_source_equals_splat_on_the_cpu():
+    """SplatSource (one image's maps, any number of query chunks) gives ``splat``'s values, chunk by chunk."""
+    feat, sigma, rho, opacity, coords = splat_inputs(b=2, c=5, h=6, w=7, q=40, dtype=torch.float32)
+    source = splat_pkg.SplatSource(feat, sigma, rho, opacity, 2)
+    chunks = torch.cat([source(c) for c in coords.split(15, dim=1)], dim=1)
+    torch.testing.assert_close(chunks, splat(feat, sigma, rho, opacity, coords, 2), rtol=0, atol=0)
+    with pytest.raises(ValueError, match='coords must have shape'):
+        source(coords[0])

@@ -174,3 +174,31 @@ def test_non_finite_inputs_behave_as_in_the_reference():
     others = [c for c in range(8) if c != 3]  # channel 3 may be inf or NaN (0 * inf where a weight underflows)
     assert torch.equal(torch.isnan(out[..., others]), torch.isnan(ref[..., others]))
     torch.testing.assert_close(out[finite].double(), ref[finite], rtol=1e-4, atol=1e-4)
+
+
+def test_a_source_prepared_once_splats_every_chunk_as_splat_does():
+    """Without autograd, SplatSource lays the maps out for the kernels once (splat_prepare) and each chunk only
+    queries them (splat_query): bitwise the fused forward's result; with autograd it is the fused forward itself."""
+    feat, sigma, rho, opacity, coords = make_inputs(2, 40, 19, 23, 2.7)
+    with torch.no_grad():
+        source = splat_pkg.SplatSource(feat, sigma, rho, opacity, 3)
+        assert source._prepared is not None
+        chunks = [source(c) for c in coords.split(500, dim=1)]
+        whole = splat(feat, sigma, rho, opacity, coords, 3)
+    assert torch.equal(torch.cat(chunks, dim=1), whole)
+    feat.requires_grad_(True)
+    trained = splat_pkg.SplatSource(feat, sigma, rho, opacity, 3)
+    assert trained._prepared is None
+    trained(coords).sum().backward()
+    assert feat.grad is not None
+
+
+def test_prepare_and_query_operators_trace_under_compile():
+    feat, sigma, rho, opacity, coords = make_inputs(1, 8, 9, 11, 2.0)
+
+    def run(feat, sigma, rho, opacity, coords):
+        return splat_pkg.SplatSource(feat, sigma, rho, opacity, 2)(coords)
+
+    with torch.no_grad():
+        compiled = torch.compile(run, fullgraph=True)(feat, sigma, rho, opacity, coords)
+        torch.testing.assert_close(compiled, run(feat, sigma, rho, opacity, coords), rtol=0, atol=0)

@@ -11,13 +11,21 @@ from gaussiansr_plugin.ops.splat import function, splat_reference
 
 
 def _stand_in_ext() -> types.SimpleNamespace:
-    """The extension's three entry points, computed by the reference on any device."""
+    """The extension's entry points, computed by the reference on any device (the stand-in's params are sigma_y,
+    sigma_x, rho and opacity; the kernels' hold the conic instead)."""
+
+    def prepare(feat, sigma, rho, opacity):
+        params = torch.cat([sigma.flatten(2), rho.flatten(2), opacity.flatten(2)], 1).transpose(1, 2)  # [B, N, 4]
+        return feat.flatten(2).transpose(1, 2).contiguous(), params.contiguous()
+
+    def query(feat_t, params, coords, h, w, radius):
+        b, _, c = feat_t.shape
+        maps = [t.transpose(1, 2).reshape(b, -1, h, w) for t in (feat_t, params)]
+        return splat_reference(maps[0], maps[1][:, :2], maps[1][:, 2:3], maps[1][:, 3:], coords, radius)
 
     def forward(feat, sigma, rho, opacity, coords, radius):
-        b, c, h, w = feat.shape
-        params = torch.cat([sigma.flatten(2), rho.flatten(2), opacity.flatten(2)], 1).transpose(1, 2)  # [B, N, 4]
-        out = splat_reference(feat, sigma, rho, opacity, coords, radius)
-        return out, feat.flatten(2).transpose(1, 2).contiguous(), params.contiguous()
+        feat_t, params = prepare(feat, sigma, rho, opacity)
+        return query(feat_t, params, coords, *feat.shape[-2:], radius), feat_t, params
 
     def backward(grad_out, coords, feat_t, params, sigma, rho, radius, parts):
         b, n, c = feat_t.shape
@@ -26,7 +34,8 @@ def _stand_in_ext() -> types.SimpleNamespace:
         _, vjp = torch.func.vjp(lambda *p: splat_reference(*p, coords, radius), *primals)  # runs inside an operator
         return vjp(grad_out)
 
-    return types.SimpleNamespace(forward=forward, backward=backward, channels_per_thread=lambda c: 1)
+    return types.SimpleNamespace(prepare=prepare, query=query, forward=forward, backward=backward,
+                                 channels_per_thread=lambda c: 1)
 
 
 @pytest.fixture
@@ -85,3 +94,32 @@ def test_torch_compile_traces_through_without_a_graph_break(stand_in):
     torch.testing.assert_close(out, ref_out)
     for got, expected in zip(grads, ref_grads):
         torch.testing.assert_close(got, expected)
+
+
+def test_prepared_maps_queried_by_chunks_give_the_forward(stand_in, monkeypatch):
+    """The forward's two halves (``splat_prepare`` once, ``splat_query`` per chunk) and ``SplatSource`` on them."""
+    import gaussiansr_plugin.ops.splat as splat_pkg
+    feat, sigma, rho, opacity, coords = _inputs(seed=2)
+    prepared = function.prepare_cuda(feat, sigma, rho, opacity)
+    chunks = torch.cat([function.query_cuda(prepared, c, (5, 6), 2) for c in coords.split(15, dim=1)], dim=1)
+    torch.testing.assert_close(chunks, function.splat_cuda(feat, sigma, rho, opacity, coords, 2), rtol=0, atol=0)
+    monkeypatch.setattr(splat_pkg, 'use_kernels', lambda feat, backend=None: True)
+    with torch.no_grad():
+        source = splat_pkg.SplatSource(feat, sigma, rho, opacity, 2)
+        assert source._prepared is not None
+        torch.testing.assert_close(source(coords), chunks, rtol=0, atol=0)
+
+
+def test_fake_shapes_of_the_halves_need_no_kernel():
+    with FakeTensorMode():
+        feat, sigma, rho, opacity, coords = (t.to('cuda') for t in _inputs())
+        feat_t, params = torch.ops.gaussiansr.splat_prepare(feat, sigma, rho, opacity)
+        out = torch.ops.gaussiansr.splat_query(feat_t, params, coords, 5, 6, 2)
+    assert (feat_t.shape, params.shape, out.shape) == ((2, 30, 3), (2, 30, 4), (2, 40, 3))
+
+
+def test_opcheck_of_the_halves(stand_in):
+    feat, sigma, rho, opacity, coords = _inputs()
+    torch.library.opcheck(torch.ops.gaussiansr.splat_prepare, (feat, sigma, rho, opacity))
+    feat_t, params = torch.ops.gaussiansr.splat_prepare(feat, sigma, rho, opacity)
+    torch.library.opcheck(torch.ops.gaussiansr.splat_query, (feat_t, params, coords, 5, 6, 2))

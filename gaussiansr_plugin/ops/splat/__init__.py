@@ -1,4 +1,5 @@
-"""Continuous 2D Gaussian splatting: ``splat(feat, sigma, rho, opacity, coords, radius)``.
+"""Continuous 2D Gaussian splatting: ``splat(feat, sigma, rho, opacity, coords, radius)``, and ``SplatSource`` for
+many query chunks of one image.
 
 Two implementations behind one autograd-aware function: the CUDA kernels (``function.py``, built on first use,
 registered as the torch.library operators ``gaussiansr::splat_forward`` / ``splat_backward`` so that torch.compile
@@ -13,16 +14,16 @@ argument, else the environment variable ``GAUSSIANSR_SPLAT``, else ``auto``:
 import functools
 import numbers
 import os
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from ._backend import load_ext
-from .function import splat_cuda
+from .function import prepare_cuda, query_cuda, splat_cuda
 from .reference import splat_reference
 
-__all__ = ['splat', 'splat_reference', 'BACKENDS', 'MAX_RADIUS']
+__all__ = ['splat', 'SplatSource', 'splat_reference', 'BACKENDS', 'MAX_RADIUS']
 
 BACKENDS = ('auto', 'cuda', 'reference')
 MAX_RADIUS = 7
@@ -68,19 +69,56 @@ def splat(
     """
     check_inputs(feat, sigma, rho, opacity, coords, radius)
     radius = int(radius)
-    choice = resolve_backend(backend)
-    if choice == 'auto' and not (feat.is_cuda and feat.dtype != torch.float64):
-        choice = 'reference'
-    if choice != 'reference':
-        ext, error = load_ext()
-        if ext is not None and feat.is_cuda:
-            return splat_cuda(feat, sigma, rho, opacity, coords, radius).to(feat.dtype)
-        if choice == 'cuda' and ext is None:
-            raise RuntimeError('splat backend "cuda" was requested, but the CUDA extension is unavailable') from error
-        if choice == 'cuda':
-            raise ValueError(f'splat backend "cuda" needs CUDA tensors, got feat on {feat.device}')
-        _warn_fallback()
+    if use_kernels(feat, backend):
+        return splat_cuda(feat, sigma, rho, opacity, coords, radius).to(feat.dtype)
     return splat_reference(feat, sigma, rho, opacity, coords.detach(), radius).to(feat.dtype)
+
+
+class SplatSource:
+    """One image's splat inputs (feat, sigma, rho, opacity: as ``splat`` takes them), splatted at any number of
+    query chunks by calling it with their coords: ``SplatSource(feat, sigma, rho, opacity, r)(coords)`` equals
+    ``splat(feat, sigma, rho, opacity, coords, r)``.
+
+    Without autograd on the CUDA kernels, the maps are laid out for the kernels once here (``splat_prepare``), not
+    once per chunk: for a large image cut into many chunks that relayout of the whole map would dominate. With
+    autograd (training), each call is ``splat``.
+    """
+
+    def __init__(self, feat: Tensor, sigma: Tensor, rho: Tensor, opacity: Tensor, radius: int = 3, *,
+                 backend: Optional[str] = None):
+        check_inputs(feat, sigma, rho, opacity, feat.new_zeros(feat.shape[0], 0, 2), radius)
+        self.maps = feat, sigma, rho, opacity
+        self.radius = int(radius)
+        self.backend = backend
+        self._prepared: Optional[Tuple[Tensor, Tensor]] = None
+        needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in self.maps)
+        if not needs_grad and use_kernels(feat, backend):
+            self._prepared = prepare_cuda(feat, sigma, rho, opacity)
+
+    def __call__(self, coords: Tensor) -> Tensor:
+        """Splatted features at ``coords`` [B, Q, 2] -> [B, Q, C], in the dtype of ``feat``."""
+        if self._prepared is None:
+            return splat(*self.maps, coords, self.radius, backend=self.backend)
+        feat = self.maps[0]
+        check_inputs(*self.maps, coords, self.radius)
+        return query_cuda(self._prepared, coords, feat.shape[-2:], self.radius).to(feat.dtype)
+
+
+def use_kernels(feat: Tensor, backend: Optional[str] = None) -> bool:
+    """Whether ``splat`` of ``feat`` runs on the CUDA kernels under ``backend`` (see the module docstring); raises
+    when ``cuda`` was asked for and cannot be had, and warns once when CUDA inputs fall back to the reference."""
+    choice = resolve_backend(backend)
+    if choice == 'reference' or (choice == 'auto' and not (feat.is_cuda and feat.dtype != torch.float64)):
+        return False
+    ext, error = load_ext()
+    if ext is not None and feat.is_cuda:
+        return True
+    if choice == 'cuda' and ext is None:
+        raise RuntimeError('splat backend "cuda" was requested, but the CUDA extension is unavailable') from error
+    if choice == 'cuda':
+        raise ValueError(f'splat backend "cuda" needs CUDA tensors, got feat on {feat.device}')
+    _warn_fallback()
+    return False
 
 
 def resolve_backend(backend: Optional[str] = None) -> str:

@@ -51,8 +51,9 @@ def backward_parts(batch: int, num_pixels: int, num_queries: int, slices: int, r
     return max(1, min(side, wanted, by_work))
 
 
-# The CUDA kernels as two torch.library operators, so that torch.compile, CUDA-graph capture and export trace
-# through them (shapes from the fake implementations) instead of breaking the graph at an opaque extension call.
+# The CUDA kernels as torch.library operators, so that torch.compile, CUDA-graph capture and export trace through
+# them (shapes from the fake implementations) instead of breaking the graph at an opaque extension call: the
+# forward with its autograd backward, and the forward's two halves for inference over many query chunks.
 
 
 @torch.library.custom_op('gaussiansr::splat_forward', mutates_args=())
@@ -87,6 +88,31 @@ def _splat_backward_shapes(grad_out: Tensor, coords: Tensor, feat_t: Tensor, par
     b, _, c = grad_out.shape
     return grad_out.new_empty(b, c, *sigma.shape[-2:]), torch.empty_like(sigma), torch.empty_like(rho), \
         torch.empty_like(rho)
+
+
+@torch.library.custom_op('gaussiansr::splat_prepare', mutates_args=())
+def splat_prepare(feat: Tensor, sigma: Tensor, rho: Tensor, opacity: Tensor) -> Tuple[Tensor, Tensor]:
+    """The forward's first half on float32 CUDA tensors: feat_t [B, N, C] and params [B, N, 4], the maps as the
+    kernels read them, for ``splat_query``. No autograd."""
+    feat_t, params = _ext().prepare(feat, sigma, rho, opacity)
+    return feat_t, params
+
+
+@splat_prepare.register_fake
+def _splat_prepare_shapes(feat: Tensor, sigma: Tensor, rho: Tensor, opacity: Tensor) -> Tuple[Tensor, Tensor]:
+    b, c, h, w = feat.shape
+    return feat.new_empty(b, h * w, c), feat.new_empty(b, h * w, 4)
+
+
+@torch.library.custom_op('gaussiansr::splat_query', mutates_args=())
+def splat_query(feat_t: Tensor, params: Tensor, coords: Tensor, h: int, w: int, radius: int) -> Tensor:
+    """The forward's second half: out [B, Q, C] from ``splat_prepare``'s maps of an h x w image. No autograd."""
+    return _ext().query(feat_t, params, coords, h, w, radius)
+
+
+@splat_query.register_fake
+def _splat_query_shapes(feat_t: Tensor, params: Tensor, coords: Tensor, h: int, w: int, radius: int) -> Tensor:
+    return feat_t.new_empty(feat_t.shape[0], coords.shape[1], feat_t.shape[2])
 
 
 def _save_for_backward(ctx: FunctionCtx, inputs: Tuple, output: Tuple[Tensor, Tensor, Tensor]) -> None:
@@ -129,5 +155,23 @@ def splat_cuda(
     Gaussians get a NaN opacity first, as in the reference (``mark_invalid_gaussians``); a query with a non-finite
     coordinate has its centre clamped outside the image by the kernels, so it reads no pixel and returns 0.
     """
-    args = (t.float().contiguous() for t in (feat, *mark_invalid_gaussians(sigma, rho, opacity)))
-    return splat_forward(*args, coords.detach().float().contiguous(), radius)[0]
+    return splat_forward(*_kernel_maps(feat, sigma, rho, opacity), _kernel_coords(coords), radius)[0]
+
+
+def prepare_cuda(feat: Tensor, sigma: Tensor, rho: Tensor, opacity: Tensor) -> Tuple[Tensor, Tensor]:
+    """``splat_cuda``'s first half, without autograd: (feat_t, params) for any number of ``query_cuda`` calls."""
+    return splat_prepare(*_kernel_maps(feat, sigma, rho, opacity))
+
+
+def query_cuda(prepared: Tuple[Tensor, Tensor], coords: Tensor, size: Tuple[int, int], radius: int) -> Tensor:
+    """``splat_cuda``'s second half: [B, Q, C] float32 from ``prepare_cuda``'s maps of an image of ``size``."""
+    return splat_query(*prepared, _kernel_coords(coords), size[0], size[1], radius)
+
+
+def _kernel_maps(feat: Tensor, sigma: Tensor, rho: Tensor, opacity: Tensor) -> Tuple[Tensor, ...]:
+    """The maps as the kernels take them: float32, contiguous, invalid Gaussians marked."""
+    return tuple(t.float().contiguous() for t in (feat, *mark_invalid_gaussians(sigma, rho, opacity)))
+
+
+def _kernel_coords(coords: Tensor) -> Tensor:
+    return coords.detach().float().contiguous()

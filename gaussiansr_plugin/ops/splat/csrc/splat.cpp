@@ -1,6 +1,7 @@
-// Python bindings of the splat CUDA op: forward and backward, each one call that checks every tensor (device,
-// dtype, shape, contiguity), allocates its outputs and runs the launchers of splat_kernel.cu on the current
-// stream. Shapes: B batch, C channels, h x w LR map (N = h * w), Q queries.
+// Python bindings of the splat CUDA op: forward and backward, and the forward's two halves (prepare the maps once,
+// then query them chunk by chunk); each call checks every tensor (device, dtype, shape, contiguity), allocates its
+// outputs and runs the launchers of splat_kernel.cu on the current stream. Shapes: B batch, C channels, h x w LR
+// map (N = h * w), Q queries.
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/extension.h>
 
@@ -56,41 +57,67 @@ int64_t num_slices(int64_t C) {
   return (C + cpt - 1) / cpt;
 }
 
-void check_inputs(const at::Tensor& feat, const at::Tensor& sigma, const at::Tensor& rho,
-                  const at::Tensor& opacity, const at::Tensor& coords, int64_t radius) {
+void check_maps(const at::Tensor& feat, const at::Tensor& sigma, const at::Tensor& rho, const at::Tensor& opacity) {
   check_tensor(feat, "feat", at::kFloat, 4, feat);
   const int64_t B = feat.size(0), C = feat.size(1), h = feat.size(2), w = feat.size(3);
   TORCH_CHECK(C >= 1 && h * w * C <= kIntMax, "feat must have C >= 1 and h*w*C < 2^31, got ", feat.sizes());
-  check_geometry(h, w, radius);
   check_tensor(sigma, "sigma", at::kFloat, 4, feat);
   check_shape(sigma, "sigma", {B, 2, h, w});
   check_tensor(rho, "rho", at::kFloat, 4, feat);
   check_shape(rho, "rho", {B, 1, h, w});
   check_tensor(opacity, "opacity", at::kFloat, 4, feat);
   check_shape(opacity, "opacity", {B, 1, h, w});
-  check_tensor(coords, "coords", at::kFloat, 3, feat);
+}
+
+void check_coords(const at::Tensor& coords, const at::Tensor& ref, int64_t B, int64_t h, int64_t w, int64_t radius) {
+  check_geometry(h, w, radius);
+  check_tensor(coords, "coords", at::kFloat, 3, ref);
   TORCH_CHECK(coords.size(0) == B && coords.size(2) == 2, "coords must have shape [", B, ", Q, 2], got ",
               coords.sizes());
   TORCH_CHECK(B * coords.size(1) <= kIntMax && B * (h + 2 * radius + 2) * (w + 2 * radius + 2) < kIntMax,
-              "too many queries or LR pixels for int32 indices: coords ", coords.sizes(), ", feat ", feat.sizes());
+              "too many queries or LR pixels for int32 indices: coords ", coords.sizes(), ", map ", h, "x", w);
 }
 
 }  // namespace
 
-// feat [B, C, h, w], sigma [B, 2, h, w], rho, opacity [B, 1, h, w], coords [B, Q, 2]
-// -> out [B, Q, C], and feat_t [B, N, C], params [B, N, 4] for the backward.
+// feat [B, C, h, w], sigma [B, 2, h, w], rho, opacity [B, 1, h, w] -> feat_t [B, N, C], params [B, N, 4]: the maps
+// as the kernels read them (channels last; each pixel's conic and opacity).
+std::tuple<at::Tensor, at::Tensor> prepare(const at::Tensor& feat, const at::Tensor& sigma, const at::Tensor& rho,
+                                           const at::Tensor& opacity) {
+  check_maps(feat, sigma, rho, opacity);
+  const int64_t B = feat.size(0), C = feat.size(1), N = feat.size(2) * feat.size(3);
+  const c10::cuda::CUDAGuard guard(feat.device());
+  auto feat_t = at::empty({B, N, C}, feat.options());
+  auto params = at::empty({B, N, 4}, feat.options());
+  prepare_cuda(feat, sigma, rho, opacity, feat_t, params);
+  return {feat_t, params};
+}
+
+// feat_t [B, N, C] and params [B, N, 4] from prepare of an h x w map, coords [B, Q, 2] -> out [B, Q, C].
+at::Tensor query(const at::Tensor& feat_t, const at::Tensor& params, const at::Tensor& coords, int64_t h, int64_t w,
+                 int64_t radius) {
+  check_tensor(feat_t, "feat_t", at::kFloat, 3, feat_t);
+  const int64_t B = feat_t.size(0), C = feat_t.size(2);
+  check_shape(feat_t, "feat_t", {B, h * w, C});
+  check_tensor(params, "params", at::kFloat, 3, feat_t);
+  check_shape(params, "params", {B, h * w, 4});
+  check_coords(coords, feat_t, B, h, w, radius);
+  const c10::cuda::CUDAGuard guard(feat_t.device());
+  auto out = at::empty({B, coords.size(1), C}, feat_t.options());
+  forward_cuda(feat_t, params, aligned(coords), out, static_cast<int>(h), static_cast<int>(w),
+               static_cast<int>(radius));
+  return out;
+}
+
+// prepare then query: -> out [B, Q, C], and feat_t [B, N, C], params [B, N, 4] for the backward.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(const at::Tensor& feat, const at::Tensor& sigma,
                                                        const at::Tensor& rho, const at::Tensor& opacity,
                                                        const at::Tensor& coords, int64_t radius) {
-  check_inputs(feat, sigma, rho, opacity, coords, radius);
-  const int64_t B = feat.size(0), C = feat.size(1), h = feat.size(2), w = feat.size(3);
-  const c10::cuda::CUDAGuard guard(feat.device());
-  auto feat_t = at::empty({B, h * w, C}, feat.options());
-  auto params = at::empty({B, h * w, 4}, feat.options());
-  prepare_cuda(feat, sigma, rho, opacity, feat_t, params);
-  auto out = at::empty({B, coords.size(1), C}, feat.options());
-  forward_cuda(feat_t, params, aligned(coords), out, h, w, radius);
-  return {out, feat_t, params};
+  check_maps(feat, sigma, rho, opacity);
+  const int64_t h = feat.size(2), w = feat.size(3);
+  check_coords(coords, feat, feat.size(0), h, w, radius);
+  auto [feat_t, params] = prepare(feat, sigma, rho, opacity);
+  return {query(feat_t, params, coords, h, w, radius), feat_t, params};
 }
 
 // grad_out [B, Q, C], the forward's coords, feat_t, params and sigma, rho; parts in [1, 2r+1] (window rows per
@@ -145,6 +172,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("C"));
   m.def("forward", &forward, "feat, sigma, rho, opacity, coords -> out [B,Q,C], feat_t [B,N,C], params [B,N,4]",
         py::arg("feat"), py::arg("sigma"), py::arg("rho"), py::arg("opacity"), py::arg("coords"), py::arg("radius"));
+  m.def("prepare", &prepare, "feat, sigma, rho, opacity -> feat_t [B,N,C], params [B,N,4] (forward's first half)",
+        py::arg("feat"), py::arg("sigma"), py::arg("rho"), py::arg("opacity"));
+  m.def("query", &query, "feat_t, params (from prepare), coords, h, w -> out [B,Q,C] (forward's second half)",
+        py::arg("feat_t"), py::arg("params"), py::arg("coords"), py::arg("h"), py::arg("w"), py::arg("radius"));
   m.def("backward", &backward, "Deterministic gather backward -> grads of feat, sigma, rho, opacity",
         py::arg("grad_out"), py::arg("coords"), py::arg("feat_t"), py::arg("params"), py::arg("sigma"),
         py::arg("rho"), py::arg("radius"), py::arg("parts"));
