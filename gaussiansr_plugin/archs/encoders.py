@@ -138,6 +138,11 @@ _BUILTIN = {
 }
 
 
+def is_builtin(encoder: nn.Module) -> bool:
+    """Whether ``encoder`` is one of ours (EDSR, RDN, SwinIR), not a class from BasicSR's ``ARCH_REGISTRY``."""
+    return isinstance(encoder, tuple(cls for cls, _ in _BUILTIN.values()))
+
+
 # keys every encoder option dict may hold besides its class's arguments (read by ``build_encoder``)
 _COMMON_KEYS = ('type', 'pretrain_path', 'num_feat_out')
 # SwinIR arguments that SwinIREncoder sets itself

@@ -15,7 +15,7 @@ from ..ops.splat import BACKENDS as SPLAT_BACKENDS
 from ..ops.splat import MAX_RADIUS as SPLAT_MAX_RADIUS
 from ..ops.splat import SplatSource
 from .decoder import MLPDecoder
-from .encoders import build_encoder
+from .encoders import build_encoder, is_builtin
 from ..option_checks import check_int_option, is_int_at_least, is_number, strict_kwargs
 from .gabor import GaborTexture
 from .gaussian_util import make_cell, make_coord, pair_tensor
@@ -195,8 +195,11 @@ class GaussianSR(nn.Module):
         self.decoder = MLPDecoder(num_feat + self.offset_features + 2 + 2 * gabor_bands + 3 * splat_colour, 3,
                                   tuple(mlp_hidden))
         # NHWC convolutions: cuDNN's tensor-core kernels (and oneDNN's) take this layout, so the NCHW one costs two
-        # transposes around every convolution; moves and loaded weights keep it
-        self.to(memory_format=torch.channels_last)
+        # transposes around every convolution; moves and loaded weights keep it. Not with a registered encoder of
+        # the user's, which may view its activations as NCHW.
+        self.channels_last = is_builtin(self.encoder)
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def output_options(self) -> dict:
         """The options that change the outputs without changing the weights' shapes, as checkpoints record them
@@ -220,8 +223,10 @@ class GaussianSR(nn.Module):
         return (lq - _NORM_MEAN) / _NORM_STD
 
     def encode(self, lq: Tensor) -> Tensor:
-        """Encoder features of an LR image in [0, 1], [B, 3, h, w] -> [B, C, h, w] (channels-last memory)."""
-        return self.encoder(self.normalize(lq).contiguous(memory_format=torch.channels_last))
+        """Encoder features of an LR image in [0, 1], [B, 3, h, w] -> [B, C, h, w] (channels-last memory with our
+        encoders)."""
+        x = self.normalize(lq)
+        return self.encoder(x.contiguous(memory_format=torch.channels_last) if self.channels_last else x)
 
     def _head_out(self, feat: Tensor) -> Tensor:
         return self.head(feat[:, :self.num_gaussian_channels] if self.head_input == 'gaussian' else feat)

@@ -395,3 +395,5 @@ def test_convolutions_run_channels_last_and_keep_it_through_loading(tiny_net_opt
         plain = copy.deepcopy(net.encoder).to(memory_format=torch.contiguous_format)(net.normalize(lq))
     assert feat.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(feat, plain, rtol=1e-5, atol=1e-5)
+    registered = build_network(dict(tiny_net_opt, encoder={'type': '_TestConvEncoder'}))  # may view NCHW: left so
+    assert registered.encoder.conv.weight.is_contiguous() and registered.encode(lq).is_contiguous()
