@@ -214,3 +214,15 @@ def test_a_splat_source_equals_splat_on_the_cpu():
     torch.testing.assert_close(chunks, splat(feat, sigma, rho, opacity, coords, 2), rtol=0, atol=0)
     with pytest.raises(ValueError, match='coords must have shape'):
         source(coords[0])
+
+
+def test_a_prebuilt_module_older_than_its_sources_is_not_used(monkeypatch):
+    """A module built at install time from older sources lacks the newer entry points: load_ext must not take it
+    (a JIT build from the current sources replaces it where one can run)."""
+    import types
+    from gaussiansr_plugin.ops.splat import _backend
+    stale = types.ModuleType('stale')
+    stale.forward = stale.backward = stale.channels_per_thread = object()
+    monkeypatch.setitem(sys.modules, f'{_backend.__package__}.{_backend.EXT_NAME}', stale)
+    with pytest.raises(ImportError, match=r'older than its sources \(no prepare, query\); reinstall'):
+        _backend._prebuilt()

@@ -44,6 +44,20 @@ def _jit_load() -> ModuleType:
     return load(name=EXT_NAME, sources=get_sources(), build_directory=directory, **get_build_parameters())
 
 
+# what function.py calls: a module built from older sources lacks some, and is rebuilt instead
+ENTRY_POINTS = ('channels_per_thread', 'forward', 'prepare', 'query', 'backward')
+
+
+def _prebuilt() -> ModuleType:
+    """The module built at install time (``pip install`` with a CUDA toolkit), if it has every entry point."""
+    module = importlib.import_module(f'{__package__}.{EXT_NAME}')
+    missing = [name for name in ENTRY_POINTS if not hasattr(module, name)]
+    if missing:
+        raise ImportError(f'the prebuilt module is older than its sources (no {", ".join(missing)}); '
+                          'reinstall the package to rebuild it')
+    return module
+
+
 @functools.lru_cache(maxsize=None)
 def load_ext() -> Tuple[Optional[ModuleType], Optional[ImportError]]:
     """Load the extension once per process.
@@ -53,7 +67,7 @@ def load_ext() -> Tuple[Optional[ModuleType], Optional[ImportError]]:
         both routes (prebuilt module and JIT build) and whose ``__cause__`` is the last underlying error.
     """
     try:
-        return importlib.import_module(f'{__package__}.{EXT_NAME}'), None
+        return _prebuilt(), None
     except ImportError as err:
         prebuilt_error = err
     blocker = _jit_blocker()
