@@ -55,7 +55,7 @@ class GaussianSRModel(SRModel):
     device and the host reads the steps' verdicts and losses every ``max_nan_steps`` steps and before a log or a save.
     ``cuda_graph: true`` records the whole step as one CUDA graph after a few eager steps (``models/step_graph.py``).
     Extra ``val`` options: ``chunk_size`` (formerly ``query_chunk``), ``tile``, ``tile_overlap``, ``precision``
-    (``fp32`` | ``tf32`` | ``bf16``, default fp32); ``crop_border`` of a
+    (``fp32`` | ``tf32`` | ``bf16``, default tf32); ``crop_border`` of a
     metric may be an int, ``scale`` or ``scale+N``.
     """
 
