@@ -50,6 +50,7 @@ declare -A ROW_ARGS=(
   [gabor16r_s1]="--seed 1 $GABOR16R"
   [ng0_s1]="--seed 1 --set num_gaussian_channels=0"
   [official]="--peer gaussiansr --peer-root .peers --crops $OUT/crops"
+  [official_s1]="--seed 1 --peer gaussiansr --peer-root .peers"
   [liif]="--peer liif --peer-root .peers --crops $OUT/crops"
 )
 ROWS=("$@")
