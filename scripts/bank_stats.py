@@ -20,13 +20,10 @@ import torch
 import torch.nn.functional as F
 
 import gaussiansr_plugin  # noqa: F401  (registers the arch)
-from basicsr.utils.registry import ARCH_REGISTRY
 from gaussiansr_plugin.archs.sgs import GaussianBank
-from gaussiansr_plugin.errors import CheckpointError
-from gaussiansr_plugin.safe_load import load_weights, read_checkpoint, select_weights
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from race import add_set_argument, load_photos, parse_overrides  # noqa: E402  (the race's photos and --set)
+from race import add_set_argument, load_ours, load_photos, parse_overrides  # noqa: E402  (the race's helpers)
 
 
 def bank_stats(net, photos: List[torch.Tensor], scale: float) -> Dict[str, object]:
@@ -105,14 +102,9 @@ def main() -> None:
         raise SystemExit('error: --weights is required (or --plot)')
     overrides = parse_overrides(args.overrides)
     device = torch.device(args.device)
-    net = ARCH_REGISTRY.get('GaussianSR')(**overrides)
+    net = load_ours(args.weights, overrides, device).net
     if not net.has_gaussians:
         raise SystemExit('error: this variant has no Gaussian bank')
-    try:
-        load_weights(net, select_weights(read_checkpoint(args.weights))[0], args.weights, 'the network of --set')
-    except CheckpointError as exc:
-        raise SystemExit(f'error: {exc}')
-    net.to(device).eval()
     photos = [im[None].float() / 255 for im in load_photos(args.photos, device, min_side=1)]
     stats = bank_stats(net, photos, args.scale)
     print(json.dumps({k: v for k, v in stats.items() if k != 'usage'}, indent=1))

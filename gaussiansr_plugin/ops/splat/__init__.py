@@ -86,7 +86,9 @@ class SplatSource:
 
     def __init__(self, feat: Tensor, sigma: Tensor, rho: Tensor, opacity: Tensor, radius: int = 3, *,
                  backend: Optional[str] = None):
-        check_inputs(feat, sigma, rho, opacity, feat.new_zeros(feat.shape[0], 0, 2), radius)
+        _check_tensors({'feat': feat, 'sigma': sigma, 'rho': rho, 'opacity': opacity}, feat)
+        _check_map_shapes(feat, sigma, rho, opacity)
+        _check_radius(radius)
         self.maps = feat, sigma, rho, opacity
         self.radius = int(radius)
         self.backend = backend
@@ -99,8 +101,9 @@ class SplatSource:
         """Splatted features at ``coords`` [B, Q, 2] -> [B, Q, C], in the dtype of ``feat``."""
         if self._prepared is None:
             return splat(*self.maps, coords, self.radius, backend=self.backend)
-        feat = self.maps[0]
-        check_inputs(*self.maps, coords, self.radius)
+        feat = self.maps[0]  # the maps were checked once, in __init__
+        _check_tensors({'coords': coords}, feat)
+        _check_coords_shape(coords, feat.shape[0])
         return query_cuda(self._prepared, coords, feat.shape[-2:], self.radius).to(feat.dtype)
 
 
@@ -143,7 +146,14 @@ def _warn_fallback() -> None:
 
 def check_inputs(feat: Tensor, sigma: Tensor, rho: Tensor, opacity: Tensor, coords: Tensor, radius: int) -> None:
     """Raise TypeError / ValueError naming the argument (and its shape) unless the inputs fit ``splat``."""
-    named = {'feat': feat, 'sigma': sigma, 'rho': rho, 'opacity': opacity, 'coords': coords}
+    _check_tensors({'feat': feat, 'sigma': sigma, 'rho': rho, 'opacity': opacity, 'coords': coords}, feat)
+    _check_map_shapes(feat, sigma, rho, opacity)
+    _check_coords_shape(coords, feat.shape[0])
+    _check_radius(radius)
+
+
+def _check_tensors(named: dict, feat: Tensor) -> None:
+    """Each of ``named`` a floating-point tensor on the device of ``feat`` (checked first when among them)."""
     for name, value in named.items():
         if not isinstance(value, Tensor):
             raise TypeError(f'{name} must be a torch.Tensor, got {type(value).__name__}')
@@ -151,15 +161,24 @@ def check_inputs(feat: Tensor, sigma: Tensor, rho: Tensor, opacity: Tensor, coor
             raise TypeError(f'{name} must be a floating-point tensor, got {value.dtype}')
         if value.device != feat.device:
             raise ValueError(f'{name} must be on the device of feat ({feat.device}), got {value.device}')
+
+
+def _check_map_shapes(feat: Tensor, sigma: Tensor, rho: Tensor, opacity: Tensor) -> None:
     if feat.dim() != 4 or min(feat.shape[1:]) < 1:
         raise ValueError(f'feat must have shape [B, C, h, w] with C, h, w >= 1, got {tuple(feat.shape)}')
     b, _, h, w = feat.shape
-    for name, channels in (('sigma', 2), ('rho', 1), ('opacity', 1)):
-        if tuple(named[name].shape) != (b, channels, h, w):
+    for name, value, channels in (('sigma', sigma, 2), ('rho', rho, 1), ('opacity', opacity, 1)):
+        if tuple(value.shape) != (b, channels, h, w):
             raise ValueError(f'{name} must have shape {(b, channels, h, w)} (from feat [B, C, h, w]), '
-                             f'got {tuple(named[name].shape)}')
+                             f'got {tuple(value.shape)}')
+
+
+def _check_coords_shape(coords: Tensor, b: int) -> None:
     if coords.dim() != 3 or coords.shape[0] != b or coords.shape[2] != 2:
         raise ValueError(f'coords must have shape ({b}, Q, 2), got {tuple(coords.shape)}')
+
+
+def _check_radius(radius: int) -> None:
     if isinstance(radius, bool) or not isinstance(radius, numbers.Integral):
         raise TypeError(f'radius must be an int, got {type(radius).__name__}')
     if not 0 <= radius <= MAX_RADIUS:
