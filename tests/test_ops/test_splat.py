@@ -159,6 +159,20 @@ def test_forced_cuda_without_extension_raises_chained(monkeypatch):
     assert info.value.__cause__ is cause
 
 
+def test_backend_choice_traces_under_compile(monkeypatch):
+    """torch.compile(fullgraph=True) of the model's query must not trace the extension's import: whether it loaded is
+    a constant to the compiler."""
+    import importlib
+
+    def loader_that_imports():
+        importlib.import_module('json')
+        return None, ImportError('no extension')
+
+    monkeypatch.setattr(splat_pkg, 'load_ext', loader_that_imports)
+    compiled = torch.compile(lambda x: x + float(splat_pkg.extension_loaded()), fullgraph=True, backend='eager')
+    assert compiled(torch.ones(2)).tolist() == [1.0, 1.0]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the real loader on a machine without a GPU')
 def test_forced_cuda_without_gpu_raises_clear_error(monkeypatch):
     monkeypatch.setenv('GAUSSIANSR_SPLAT', 'cuda')

@@ -113,15 +113,22 @@ def use_kernels(feat: Tensor, backend: Optional[str] = None) -> bool:
     choice = resolve_backend(backend)
     if choice == 'reference' or (choice == 'auto' and not (feat.is_cuda and feat.dtype != torch.float64)):
         return False
-    ext, error = load_ext()
-    if ext is not None and feat.is_cuda:
+    if extension_loaded() and feat.is_cuda:
         return True
-    if choice == 'cuda' and ext is None:
-        raise RuntimeError('splat backend "cuda" was requested, but the CUDA extension is unavailable') from error
+    if choice == 'cuda' and not extension_loaded():
+        raise RuntimeError('splat backend "cuda" was requested, but the CUDA extension is unavailable') \
+            from load_ext()[1]
     if choice == 'cuda':
         raise ValueError(f'splat backend "cuda" needs CUDA tensors, got feat on {feat.device}')
     _warn_fallback()
     return False
+
+
+@torch.compiler.assume_constant_result
+def extension_loaded() -> bool:
+    """Whether the CUDA extension loads in this process; a constant to torch.compile, which cannot trace the import
+    that ``load_ext`` may do (the answer is cached per process anyway)."""
+    return load_ext()[0] is not None
 
 
 def resolve_backend(backend: Optional[str] = None) -> str:
