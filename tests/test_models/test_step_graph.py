@@ -116,6 +116,21 @@ def test_what_a_recorded_step_cannot_follow(tiny_net_opt, tmp_path):
     assert 'DDP' in step_graph.graph_problem(cuda, True, {}, fused)
     assert 'tau_schedule' in step_graph.graph_problem(cuda, False, {'tau_schedule': {'start': 1}}, fused)
     assert 'fused Adam' in step_graph.graph_problem(cuda, False, {}, unfused)
+    assert 'splat op' in step_graph.graph_problem(cuda, False, {}, fused, splats=True)
+
+
+def test_a_network_with_a_gaussian_stream_is_refused(tiny_net_opt, tmp_path):
+    """Its recorded step faults on the GPU (illegal memory access, H200): one clear line before training starts; a
+    network without Gaussians passes the check."""
+    for net, refused in ((tiny_net_opt, True), (dict(tiny_net_opt, num_gaussian_channels=0), False)):
+        model = build_model(_opt(net, tmp_path))
+        model.device, model.opt['train']['cuda_graph'] = torch.device('cuda'), True  # as on a GPU
+        if refused:
+            with pytest.raises(ValueError, match='splat op'):
+                model._setup_step_graph()
+        else:
+            model._setup_step_graph()
+            assert model._step_graph is not None
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
