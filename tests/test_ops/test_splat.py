@@ -1,5 +1,8 @@
 """CPU tests of the splat op: the reference against a naive float64 loop, gradients, edge cases, dispatcher."""
 import math
+import os
+import threading
+import time
 import subprocess
 import sys
 
@@ -240,3 +243,31 @@ def test_a_prebuilt_module_older_than_its_sources_is_not_used(monkeypatch):
     monkeypatch.setitem(sys.modules, f'{_backend.__package__}.{_backend.EXT_NAME}', stale)
     with pytest.raises(ImportError, match=r'older than its sources \(no prepare, query\); reinstall'):
         _backend._prebuilt()
+
+
+def test_a_build_lock_left_by_a_killed_build_is_removed(tmp_path):
+    """torch's JIT build waits for its lock file forever; a build killed mid-way leaves it behind."""
+    from gaussiansr_plugin.ops.splat._backend import wait_for_build_lock
+    lock = tmp_path / 'lock'
+    lock.touch()
+    old = time.time() - 3600
+    os.utime(lock, (old, old))
+    with pytest.warns(UserWarning, match='stale build lock'):
+        wait_for_build_lock(str(tmp_path))
+    assert not lock.exists()
+    wait_for_build_lock(str(tmp_path))  # no lock: returns at once
+
+
+def test_a_build_in_progress_is_waited_for(tmp_path):
+    from gaussiansr_plugin.ops.splat._backend import wait_for_build_lock
+    lock = tmp_path / 'lock'
+    lock.touch()
+    threading.Timer(0.3, lock.unlink).start()  # the other process's build finishes
+    start = time.time()
+    with pytest.warns(UserWarning, match='waiting for another process'):
+        wait_for_build_lock(str(tmp_path), stale_after=60, poll=0.05)
+    assert 0.25 < time.time() - start < 5
+    lock.touch()  # a build that never finishes is waited for until its lock is stale
+    with pytest.warns(UserWarning):
+        wait_for_build_lock(str(tmp_path), stale_after=0.3, poll=0.05)
+    assert not lock.exists()

@@ -8,6 +8,8 @@ import functools
 import importlib
 import os
 import sys
+import time
+import warnings
 from os import path as osp
 from types import ModuleType
 from typing import Optional, Tuple
@@ -36,11 +38,40 @@ def _jit_blocker() -> Optional[str]:
     return None
 
 
+# A build takes minutes; a lock file older than this was left by a build whose process was killed (torch's lock has
+# no owner to check and would be waited on forever).
+STALE_LOCK_S = 600
+
+
+def wait_for_build_lock(directory: str, stale_after: float = STALE_LOCK_S, poll: float = 1.0) -> None:
+    """Wait while another process builds in ``directory`` (its ``lock`` file exists); remove the lock once it is
+    ``stale_after`` seconds old, so that a killed build does not hang every later process."""
+    lock = osp.join(directory, 'lock')
+    warned = False
+    while osp.exists(lock):
+        try:
+            age = time.time() - os.path.getmtime(lock)
+        except FileNotFoundError:  # released meanwhile
+            return
+        if age > stale_after:
+            warnings.warn(f'removing the stale build lock {lock} ({age:.0f} s old: its build was interrupted)')
+            try:
+                os.remove(lock)
+            except FileNotFoundError:
+                pass
+            return
+        if not warned:
+            warnings.warn(f'waiting for another process to build the splat extension (lock file {lock})')
+            warned = True
+        time.sleep(poll)
+
+
 def _jit_load() -> ModuleType:
     """Compile (or reuse the cached build of) the extension with ``torch.utils.cpp_extension.load``."""
     from torch.utils.cpp_extension import load
     directory = build_directory()
     os.makedirs(directory, exist_ok=True)
+    wait_for_build_lock(directory)
     return load(name=EXT_NAME, sources=get_sources(), build_directory=directory, **get_build_parameters())
 
 
