@@ -1,10 +1,10 @@
 """CPU tests of the splat op: the reference against a naive float64 loop, gradients, edge cases, dispatcher."""
 import math
 import os
-import threading
-import time
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 import torch
