@@ -301,8 +301,8 @@ class GaussianSR(nn.Module):
     def _query(self, feat: Tensor, splat_params: Optional[SplatSource], side: Tensor, coord: Tensor,
                cell: Tensor) -> Tensor:
         """``query`` with the splat parameters (``_splat_params``) and the bicubic-stream maps (``_bicubic_stream``)
-        computed once per image."""
-        h, w = feat.shape[-2:]
+        computed once per image; of ``feat`` only its channels and dtype are read."""
+        h, w = side.shape[-2:]
         ng = self.num_gaussian_channels
         lr_size = pair_tensor(h, w, coord.device, coord.dtype)
         pos = (coord + 1) * lr_size / 2 - 0.5  # continuous LR-pixel position
@@ -354,6 +354,7 @@ class GaussianSR(nn.Module):
         feat = self.encode(lq)
         splat_params = self._splat_params(lq, feat, self.gaussians(feat))
         side = self._bicubic_stream(lq, feat)
+        feat = feat.new_empty(b, feat.shape[1], 0, 0)  # free the encoder's map while decoding (1 GiB at 2048² LR)
         out = lq.new_empty(b, coord.shape[0], 3)
         for i in range(0, coord.shape[0], chunk_size):
             c = coord[None, i:i + chunk_size].expand(b, -1, -1)

@@ -132,6 +132,30 @@ def test_full_size_encoders_match_papers():
     assert len(edsr.body) == 32 and edsr.num_feat_out == 256
 
 
+@pytest.mark.parametrize('res_scale', [1.0, 0.1])
+def test_edsr_encoder_adds_its_residuals_in_place_like_basicsr(res_scale):
+    """The in-place residual blocks give BasicSR's blocks' outputs and gradients, bit for bit."""
+    from gaussiansr_plugin.archs.encoders import EDSREncoder
+    torch.manual_seed(0)
+    enc = EDSREncoder(num_feat=8, num_block=3, res_scale=res_scale)
+    x = torch.rand(2, 3, 12, 10)
+
+    def basicsr_forward(t):
+        head = enc.conv_first(t)
+        return enc.conv_after_body(enc.body(head)) + head
+
+    runs = []
+    for forward in (enc, basicsr_forward):
+        enc.zero_grad()
+        out = forward(x)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        runs.append((out.detach(), [p.grad.clone() for p in enc.parameters()]))
+    (out, grads), (expected, expected_grads) = runs
+    assert torch.equal(out, expected)
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
+
+
 def test_encoder_pretrain_path(tmp_path, tiny_net_opt):
     src = build_network(tiny_net_opt)
     path = tmp_path / 'enc.pth'

@@ -96,6 +96,8 @@ class SplatSource:
         needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in self.maps)
         if not needs_grad and use_kernels(feat, backend):
             self._prepared = prepare_cuda(feat, sigma, rho, opacity)
+            # the kernels read only the prepared copy: keep feat's batch, size, dtype and device, not its memory
+            self.maps = (feat.new_empty(feat.shape[0], 0, *feat.shape[-2:]),)
 
     def __call__(self, coords: Tensor) -> Tensor:
         """Splatted features at ``coords`` [B, Q, 2] -> [B, Q, C], in the dtype of ``feat``."""
