@@ -21,7 +21,7 @@ from gaussiansr_plugin.archs.gaussian_util import make_cell, make_coord
 from gaussiansr_plugin.archs.gaussiansr_arch import sample_bicubic
 from gaussiansr_plugin.cli.arguments import add_chunk_size_argument
 from gaussiansr_plugin.inference.profiling import device_name, time_call
-from gaussiansr_plugin.ops.splat import splat
+from gaussiansr_plugin.ops.splat import SplatSource, splat
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from race import add_set_argument, parse_overrides  # noqa: E402  (the race's --set parser)
@@ -63,7 +63,8 @@ def main() -> None:
     cell = make_cell(1, (hr, hr), device=device).expand(1, q, 2)
     with torch.no_grad():
         feat = net.encode(lq)
-        params = net._splat_params(lq, feat, net.gaussians(feat))
+        maps = net.splat_maps(lq, feat, net.gaussians(feat))
+        params = SplatSource(*maps, net.radius)
         side = net._bicubic_stream(lq, feat)
         x = torch.randn(1, q, net.decoder.layers[0].in_features, device=device)
         hidden = torch.randn(1, q, net.decoder.layers[0].out_features, device=device)
@@ -96,7 +97,7 @@ def main() -> None:
         'encode (per image)': (lambda: net.encode(lq), 1),
         'selection + splat parameters (per image)': (lambda: net._splat_params(lq, feat, net.gaussians(feat)), 1),
         'splat (maps prepared once per image)': (lambda: params(coord), num_blocks),
-        'splat, maps prepared per call': (lambda: splat(*params.maps, coord, net.radius), num_blocks),
+        'splat, maps prepared per call': (lambda: splat(*maps, coord, net.radius), num_blocks),
         'bicubic stream (grid_sample)': (lambda: sample_bicubic(side, coord), num_blocks),
         'decoder fp32': (lambda: net.decoder(x), num_blocks),
         'decoder matmuls only fp32': (lambda: linears_only(net, x), num_blocks),

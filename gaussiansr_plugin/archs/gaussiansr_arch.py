@@ -274,11 +274,16 @@ class GaussianSR(nn.Module):
         return self._query(feat, splat_params, self._bicubic_stream(lq, feat), coord, cell)
 
     def _splat_params(self, lq: Tensor, feat: Tensor, kernels: Optional[Tensor]) -> Optional[SplatSource]:
-        """The splat of one image (maps, sigma, rho, opacity): the splatted channels, the demodulated Gabor bands and
-        the normalised colours (``splat_colour``), and the density factor folded into the opacity; once per image,
-        not per query chunk (``SplatSource`` also lays the maps out for the CUDA kernels once, at inference)."""
+        """The splat of one image (``splat_maps`` as a ``SplatSource``): once per image, not per query chunk
+        (``SplatSource`` also lays the maps out for the CUDA kernels once, at inference)."""
         if kernels is None:
             return None
+        return SplatSource(*self.splat_maps(lq, feat, kernels), self.radius, backend=self.splat_backend)
+
+    def splat_maps(self, lq: Tensor, feat: Tensor, kernels: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """What the Gaussians splat, as ``splat`` takes it (maps, sigma, rho, opacity): the splatted channels, the
+        demodulated Gabor bands and the normalised colours (``splat_colour``), with the density factor folded into the
+        opacity."""
         sigma, rho, opacity = kernels[:, :2], kernels[:, 2:3], kernels[:, 3:4]
         if self.gaussian_norm == 'density':
             opacity = opacity * density_factor(sigma, rho)
@@ -288,7 +293,7 @@ class GaussianSR(nn.Module):
         if self.splat_colour:
             maps.append(self.normalize(lq).to(feat.dtype))
         maps = torch.cat(maps, dim=1) if len(maps) > 1 else maps[0]
-        return SplatSource(maps, sigma, rho, opacity, self.radius, backend=self.splat_backend)
+        return maps, sigma, rho, opacity
 
     def _bicubic_stream(self, lq: Tensor, feat: Tensor) -> Tensor:
         """The maps sampled bicubically at each query: non-splatted features, then the normalised LR image if the

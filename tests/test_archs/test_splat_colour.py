@@ -18,7 +18,7 @@ def test_the_colours_are_splatted_with_each_pixels_gaussian_and_reach_the_decode
     net.decoder.register_forward_hook(lambda module, args, out: seen.append(args[0]))
     with torch.no_grad():
         feat = net.encode(lq)
-        maps, sigma, rho, opacity = net._splat_params(lq, feat, net.gaussians(feat)).maps
+        maps, sigma, rho, opacity = net.splat_maps(lq, feat, net.gaussians(feat))
         torch.testing.assert_close(maps[:, -3:], net.normalize(lq))
         colours = splat(net.normalize(lq), sigma, rho, opacity, coord, net.radius)
         out = net.query(lq, feat, net.gaussians(feat), coord, torch.full((1, 30, 2), 0.1))
