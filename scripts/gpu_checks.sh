@@ -90,6 +90,9 @@ trap 'date -u >> "$WORK/machine.txt"; tar czf "$OUT/$NAME.tgz" -C "$WORK" .' EXI
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
   python -c 'import torch; print(torch.__version__)'
 } > "$WORK/machine.txt" 2>&1
+# the splat extension is built (JIT, on a fresh machine) before any step runs under its time limit
+python -c 'from gaussiansr_plugin.ops.splat._backend import load_ext; print("splat extension:", load_ext()[1] or "loaded")' \
+  >> "$WORK/machine.txt" 2>&1
 
 for step in "${STEPS[@]}"; do
   echo "== $step"
