@@ -1,7 +1,9 @@
 """Where the time of a whole-image upsample goes: each part of one query block timed alone on the GPU (EDSR-baseline,
 random weights, batch 1), and the decoder's matmuls against the GPU's fp32 rate. Each part runs ``--inner`` times
 between two CUDA events (so launch latency is amortised), median of ``--reps``; ``per image`` scales the block's
-figure to all queries of the image.
+figure to all queries of the image. Each part's peak memory is counted above what the script holds (``held_mib``
+on CUDA: the image's encoder map, splat and bicubic-stream maps and one block's inputs), which shows where a large
+image's memory goes.
 
     python scripts/bench_query_parts.py --lr 64 --scale 12 --json parts_x12.json [--set gabor_bands=16 ...]
 """
@@ -20,7 +22,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from gaussiansr_plugin.archs.gaussian_util import make_cell, make_coord
 from gaussiansr_plugin.archs.gaussiansr_arch import sample_bicubic
 from gaussiansr_plugin.cli.arguments import add_chunk_size_argument
-from gaussiansr_plugin.inference.profiling import device_name, time_call
+from gaussiansr_plugin.inference.profiling import device_name, peak_memory_mb, time_call
 from gaussiansr_plugin.ops.splat import SplatSource, splat
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -112,6 +114,7 @@ def main() -> None:
                                                      num_blocks),
         'upsample (whole image, eager)': (lambda: net.upsample(lq, (hr, hr), chunk_size=args.chunk_size), 1),
     }
+    held_mib = torch.cuda.memory_allocated(device) / 2**20 if device.type == 'cuda' else None
     rows = []
     with torch.no_grad():
         for name, (fn, per_image) in parts.items():
@@ -119,7 +122,8 @@ def main() -> None:
                 for _ in range(args.inner):
                     fn()
             ms = time_call(inner, device, args.reps, warmup=2) / args.inner
-            row = {'part': name, 'ms_per_block': ms, 'ms_per_image': ms * per_image}
+            row = {'part': name, 'ms_per_block': ms, 'ms_per_image': ms * per_image,
+                   'peak_mib': peak_memory_mb(fn, device)}
             if name.startswith(('decoder matmuls', 'decoder fp32', 'decoder TF32')):
                 row['tflops'] = decoder_flops(net, q) / (ms * 1e-3) / 1e12
             rows.append(row)
@@ -127,12 +131,14 @@ def main() -> None:
     result = {'date': datetime.now(timezone.utc).isoformat(timespec='seconds'), 'host': platform.node(),
               'device_name': device_name(device),
               'torch': torch.__version__, 'variant': parse_overrides(args.overrides), 'lr': args.lr, 'hr': hr,
-              'chunk_size': args.chunk_size, 'block_queries': q, 'blocks': num_blocks, 'parts': rows}
-    print(f"\n{result['device_name']}, LR {args.lr}² -> {hr}², blocks of {q} queries x {num_blocks}\n")
-    print('| part | ms per block | ms per image | TFLOP/s |\n|---|---:|---:|---:|')
+              'chunk_size': args.chunk_size, 'block_queries': q, 'blocks': num_blocks, 'held_mib': held_mib,
+              'parts': rows}
+    held = f", {held_mib:.0f} MiB held" if held_mib is not None else ''
+    print(f"\n{result['device_name']}, LR {args.lr}² -> {hr}², blocks of {q} queries x {num_blocks}{held}\n")
+    print('| part | ms per block | ms per image | TFLOP/s | peak MiB above the held maps |\n|---|---:|---:|---:|---:|')
     for r in rows:
         tflops = f"{r['tflops']:.1f}" if 'tflops' in r else ''
-        print(f"| {r['part']} | {r['ms_per_block']:.3f} | {r['ms_per_image']:.3f} | {tflops} |")
+        print(f"| {r['part']} | {r['ms_per_block']:.3f} | {r['ms_per_image']:.3f} | {tflops} | {r['peak_mib']:.0f} |")
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(result, f, indent=1)
