@@ -156,6 +156,12 @@ def is_builtin(encoder: nn.Module) -> bool:
     return isinstance(encoder, tuple(cls for cls, _ in _BUILTIN.values()))
 
 
+def is_convolutional(encoder: nn.Module) -> bool:
+    """Whether ``encoder`` mixes pixels by stride-1 convolutions only (EDSR, RDN; not SwinIR's attention), so that
+    its receptive field is bounded by its convolutions' radii."""
+    return isinstance(encoder, (EDSREncoder, RDNEncoder))
+
+
 # keys every encoder option dict may hold besides its class's arguments (read by ``build_encoder``)
 _COMMON_KEYS = ('type', 'pretrain_path', 'num_feat_out')
 # SwinIR arguments that SwinIREncoder sets itself

@@ -15,7 +15,7 @@ from ..ops.splat import BACKENDS as SPLAT_BACKENDS
 from ..ops.splat import MAX_RADIUS as SPLAT_MAX_RADIUS
 from ..ops.splat import SplatSource
 from .decoder import MLPDecoder
-from .encoders import build_encoder, is_builtin
+from .encoders import build_encoder, is_builtin, is_convolutional
 from ..option_checks import check_int_option, is_int_at_least, is_number, strict_kwargs
 from .gabor import GaborTexture
 from .gaussian_util import make_cell, make_coord, pair_tensor
@@ -28,6 +28,8 @@ _NORM_MEAN, _NORM_STD = 0.5, 0.5
 # the smallest query chunk that fitting to free memory, out-of-memory retries and the CPU memory plan go down to:
 # smaller ones run slowly and save little
 MIN_CHUNK_SIZE = 4096
+# LR side of the tiles a larger image is encoded in by default (GaussianSR.auto_tile_side)
+AUTO_TILE_SIDE = 1024
 OFFSET_ENCODINGS = ('linear', 'periodic')
 
 
@@ -107,6 +109,10 @@ class GaussianSR(nn.Module):
         auto_cuda_graphs (bool): ``upsample`` in eval mode without gradients on CUDA replays whole-image calls from
             CUDA graphs once one shape repeats (``archs/upsample_graphs.py``); bitwise equal to the plain call.
             Default: True.
+        auto_tile_side (int | None): ``upsample`` without ``tile`` of an image of more than ``auto_tile_side``²
+            LR pixels encodes it in tiles of that side with the whole context its pixels depend on
+            (``context_radius``): the untiled result up to float rounding, in the memory of one tile. None, or an
+            encoder that is not convolutional (SwinIR), renders whole images. Default: 1024.
     """
 
     @strict_kwargs
@@ -177,6 +183,7 @@ class GaussianSR(nn.Module):
         self.residual = residual == 'bicubic'
         self.chunk_size = chunk_size
         self.auto_cuda_graphs = True
+        self.auto_tile_side: Optional[int] = AUTO_TILE_SIDE
         self._graphs = UpsampleGraphs()
         self.splat_backend = splat_backend
         self.head_input = head_input
@@ -424,6 +431,7 @@ class GaussianSR(nn.Module):
             chunk_size (int, optional): Queries per chunk, at most (``fit_chunk_size``). Default: ``self.chunk_size``.
             tile (int, optional): LR tile side; tiles are encoded separately with ``tile_overlap`` LR pixels of
                 context on each side, and every HR pixel is rendered by the tile that owns its nearest LR pixel.
+                Default: None, whole images up to ``auto_tile_side``² LR pixels, exact tiles beyond.
             tile_overlap (int): Context around each tile, in LR pixels. Default: 16.
             out (Tensor, optional): Receives the result, [B, 3, H, W], on any device and float dtype. With
                 ``tile`` and a CPU ``out``, device memory stays bounded by one tile whatever the output size.
@@ -435,6 +443,7 @@ class GaussianSR(nn.Module):
         size = (int(size[0]), int(size[1]))
         chunk_size = self.fit_chunk_size(lq, int(chunk_size or self.chunk_size))
         h, w = lq.shape[-2:]
+        tile, tile_overlap = self.tiling(h, w, tile, tile_overlap)
         if out is not None and tuple(out.shape) != (lq.shape[0], 3, *size):
             raise ValueError(f'out must have shape {(lq.shape[0], 3, *size)}, got {tuple(out.shape)}')
         if not tile or (tile >= h and tile >= w):
@@ -449,6 +458,25 @@ class GaussianSR(nn.Module):
             rendered = self._render_tile(lq, t, (size[0] / h, size[1] / w), chunk_size)
             out[..., t.hr_y0:t.hr_y1, t.hr_x0:t.hr_x1] = rendered.to(out.device, out.dtype)
         return out
+
+    @property
+    def context_radius(self) -> Optional[int]:
+        """LR pixels around an HR pixel's nearest LR pixel that its colour may depend on: the convolutions' radii
+        summed (a bound for any path through them), plus the splat window or the bicubic taps; None when the encoder
+        is not convolutional."""
+        if not is_convolutional(self.encoder):
+            return None
+        convs = sum(max(d * (k // 2) for d, k in zip(m.dilation, m.kernel_size))
+                    for m in self.modules() if isinstance(m, nn.Conv2d))
+        return convs + max(self.radius, 2)
+
+    def tiling(self, h: int, w: int, tile: Optional[int], tile_overlap: int) -> Tuple[Optional[int], int]:
+        """The (tile, tile_overlap) ``upsample`` renders an h x w image with: as given with a ``tile``; without one,
+        ``auto_tile_side`` with the exact context for an image of more than ``auto_tile_side``² pixels, else None."""
+        side, context = self.auto_tile_side, self.context_radius
+        if tile is not None or side is None or context is None or h * w <= side * side:
+            return tile, tile_overlap
+        return side, context
 
     def render_whole(self, lq: Tensor, size: Tuple[int, int], chunk_size: int) -> Tensor:
         """``upsample`` of whole images, always eager: [B, 3, h, w] -> [B, 3, H, W]."""

@@ -80,7 +80,8 @@ def held_bytes(lr_size: Tuple[int, int], out_size: Tuple[int, int]) -> int:
 def estimate_bytes(net: nn.Module, lr_size: Tuple[int, int], out_size: Tuple[int, int], chunk_size: int,
                    tile: Optional[int] = None, tile_overlap: int = 0) -> int:
     """Peak host memory of rendering ``lr_size`` -> ``out_size`` on the CPU with a chunk size and optional LR
-    tiles."""
+    tiles (``tile`` None: as ``upsample`` would choose them)."""
+    tile, tile_overlap = net.tiling(*lr_size, tile, tile_overlap)
     lr_side = (min(lr_size[0], tile + 2 * tile_overlap), min(lr_size[1], tile + 2 * tile_overlap)) if tile else lr_size
     scale = out_size[0] * out_size[1] / (lr_size[0] * lr_size[1])
     working = lr_pixel_bytes(net) * lr_side[0] * lr_side[1] + query_bytes(net, chunk_size)

@@ -30,6 +30,7 @@ def count_chunks(net: GaussianSR, lq: Tensor, size: Tuple[int, int], chunk_size:
     """
     chunk = net.fit_chunk_size(lq, chunk_size)
     h, w = lq.shape[-2:]
+    tile, tile_overlap = net.tiling(h, w, tile, tile_overlap)
     if not tile or (tile >= h and tile >= w):
         return math.ceil(size[0] * size[1] / chunk), 1
     tiles = tile_plan((h, w), size, int(tile), int(tile_overlap))

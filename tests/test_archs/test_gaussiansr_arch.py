@@ -10,6 +10,7 @@ import torch
 from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 from gaussiansr_plugin.archs.gaussian_util import make_cell, make_coord, output_size
+from gaussiansr_plugin.archs.tiling import tile_plan
 
 
 @ARCH_REGISTRY.register()
@@ -186,6 +187,47 @@ def test_tiled_upsample_matches_untiled(tiny_net_opt):
     # 12 LR pixels of context cover the receptive field (encoder 4 + head 1 + splat radius 3 + bicubic 2):
     # only float noise remains
     torch.testing.assert_close(tiled, full, rtol=0, atol=1e-4)
+
+
+def test_a_large_image_is_tiled_with_its_whole_context(tiny_net_opt, monkeypatch):
+    """Past auto_tile_side² LR pixels, upsample (and the progress bar's count) takes tiles with the exact context:
+    the untiled result up to float noise."""
+    import gaussiansr_plugin.archs.gaussiansr_arch as arch
+    from gaussiansr_plugin.inference.progress import count_chunks
+    net = build_network(dict(tiny_net_opt, gabor_bands=2, kernel_refine=True, head_input='all')).eval()
+    assert net.context_radius == 4 + 1 + 1 + 3  # encoder convs, head 3x3, Gabor amplitudes 3x3, splat radius
+    lq = torch.rand(1, 3, 31, 27)
+    plans = []
+    monkeypatch.setattr(arch, 'tile_plan', lambda *args: plans.append(args) or tile_plan(*args))
+    with torch.no_grad():
+        net.auto_tile_side = None
+        full = net.upsample(lq, (77, 67))
+        net.auto_tile_side = 12
+        tiled = net.upsample(lq, (77, 67))
+    assert plans == [((31, 27), (77, 67), 12, net.context_radius)]
+    torch.testing.assert_close(tiled, full, rtol=0, atol=1e-4)
+    assert count_chunks(net, lq, (77, 67), 1000, None, 16) == (9, 9)  # 3 x 3 tiles, one chunk each
+    assert net.tiling(31, 27, 8, 5) == (8, 5)  # an explicit tile is the caller's
+    net.encoder = torch.nn.Identity()  # not convolutional: no bound on its context, whole images
+    assert net.context_radius is None and net.tiling(31, 27, None, 16) == (None, 16)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_on_a_gpu_tiles_bound_the_memory_of_a_large_image():
+    net = build_network(dict(type='GaussianSR', gabor_bands=16, kernel_refine=True, head_input='all')).cuda().eval()
+    lq = torch.rand(1, 3, 1024, 1024, device='cuda')
+    peaks = []
+    for side in (None, 512):
+        net.auto_tile_side = side
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        with torch.no_grad():
+            out = net.upsample(lq, (2048, 2048))
+        torch.cuda.synchronize()
+        peaks.append(torch.cuda.max_memory_allocated() - base)
+        del out
+    assert peaks[1] < 0.7 * peaks[0], peaks
 
 
 LARGE = """
