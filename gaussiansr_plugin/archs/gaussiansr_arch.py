@@ -473,10 +473,11 @@ class GaussianSR(nn.Module):
     def tiling(self, h: int, w: int, tile: Optional[int], tile_overlap: int) -> Tuple[Optional[int], int]:
         """The (tile, tile_overlap) ``upsample`` renders an h x w image with: as given with a ``tile``; without one,
         ``auto_tile_side`` with the exact context for an image of more than ``auto_tile_side``² pixels, else None."""
-        side, context = self.auto_tile_side, self.context_radius
-        if tile is not None or side is None or context is None or h * w <= side * side:
+        side = self.auto_tile_side
+        if tile is not None or side is None or h * w <= side * side:
             return tile, tile_overlap
-        return side, context
+        context = self.context_radius  # counted here only: it walks the modules
+        return (tile, tile_overlap) if context is None else (side, context)
 
     def render_whole(self, lq: Tensor, size: Tuple[int, int], chunk_size: int) -> Tensor:
         """``upsample`` of whole images, always eager: [B, 3, h, w] -> [B, 3, H, W]."""
