@@ -89,21 +89,23 @@ class SplatSource:
         _check_tensors({'feat': feat, 'sigma': sigma, 'rho': rho, 'opacity': opacity}, feat)
         _check_map_shapes(feat, sigma, rho, opacity)
         _check_radius(radius)
-        self.maps = feat, sigma, rho, opacity
+        self.maps: Optional[Tuple[Tensor, ...]] = (feat, sigma, rho, opacity)
         self.radius = int(radius)
         self.backend = backend
         self._prepared: Optional[Tuple[Tensor, Tensor]] = None
+        self._feat_like: Optional[Tensor] = None
         needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in self.maps)
         if not needs_grad and use_kernels(feat, backend):
             self._prepared = prepare_cuda(feat, sigma, rho, opacity)
             # the kernels read only the prepared copy: keep feat's batch, size, dtype and device, not its memory
-            self.maps = (feat.new_empty(feat.shape[0], 0, *feat.shape[-2:]),)
+            self._feat_like = feat.new_empty(feat.shape[0], 0, *feat.shape[-2:])
+            self.maps = None
 
     def __call__(self, coords: Tensor) -> Tensor:
         """Splatted features at ``coords`` [B, Q, 2] -> [B, Q, C], in the dtype of ``feat``."""
         if self._prepared is None:
             return splat(*self.maps, coords, self.radius, backend=self.backend)
-        feat = self.maps[0]  # the maps were checked once, in __init__
+        feat = self._feat_like  # the maps were checked once, in __init__
         _check_tensors({'coords': coords}, feat)
         _check_coords_shape(coords, feat.shape[0])
         return query_cuda(self._prepared, coords, feat.shape[-2:], self.radius).to(feat.dtype)
