@@ -78,6 +78,26 @@ void check_coords(const at::Tensor& coords, const at::Tensor& ref, int64_t B, in
               "too many queries or LR pixels for int32 indices: coords ", coords.sizes(), ", map ", h, "x", w);
 }
 
+// The two halves once their inputs are checked: allocate the outputs and launch.
+std::tuple<at::Tensor, at::Tensor> run_prepare(const at::Tensor& feat, const at::Tensor& sigma, const at::Tensor& rho,
+                                               const at::Tensor& opacity) {
+  const int64_t B = feat.size(0), C = feat.size(1), N = feat.size(2) * feat.size(3);
+  const c10::cuda::CUDAGuard guard(feat.device());
+  auto feat_t = at::empty({B, N, C}, feat.options());
+  auto params = at::empty({B, N, 4}, feat.options());
+  prepare_cuda(feat, sigma, rho, opacity, feat_t, params);
+  return {feat_t, params};
+}
+
+at::Tensor run_query(const at::Tensor& feat_t, const at::Tensor& params, const at::Tensor& coords, int64_t h,
+                     int64_t w, int64_t radius) {
+  const c10::cuda::CUDAGuard guard(feat_t.device());
+  auto out = at::empty({feat_t.size(0), coords.size(1), feat_t.size(2)}, feat_t.options());
+  forward_cuda(feat_t, params, aligned(coords), out, static_cast<int>(h), static_cast<int>(w),
+               static_cast<int>(radius));
+  return out;
+}
+
 }  // namespace
 
 // feat [B, C, h, w], sigma [B, 2, h, w], rho, opacity [B, 1, h, w] -> feat_t [B, N, C], params [B, N, 4]: the maps
@@ -85,12 +105,7 @@ void check_coords(const at::Tensor& coords, const at::Tensor& ref, int64_t B, in
 std::tuple<at::Tensor, at::Tensor> prepare(const at::Tensor& feat, const at::Tensor& sigma, const at::Tensor& rho,
                                            const at::Tensor& opacity) {
   check_maps(feat, sigma, rho, opacity);
-  const int64_t B = feat.size(0), C = feat.size(1), N = feat.size(2) * feat.size(3);
-  const c10::cuda::CUDAGuard guard(feat.device());
-  auto feat_t = at::empty({B, N, C}, feat.options());
-  auto params = at::empty({B, N, 4}, feat.options());
-  prepare_cuda(feat, sigma, rho, opacity, feat_t, params);
-  return {feat_t, params};
+  return run_prepare(feat, sigma, rho, opacity);
 }
 
 // feat_t [B, N, C] and params [B, N, 4] from prepare of an h x w map, coords [B, Q, 2] -> out [B, Q, C].
@@ -102,22 +117,19 @@ at::Tensor query(const at::Tensor& feat_t, const at::Tensor& params, const at::T
   check_tensor(params, "params", at::kFloat, 3, feat_t);
   check_shape(params, "params", {B, h * w, 4});
   check_coords(coords, feat_t, B, h, w, radius);
-  const c10::cuda::CUDAGuard guard(feat_t.device());
-  auto out = at::empty({B, coords.size(1), C}, feat_t.options());
-  forward_cuda(feat_t, params, aligned(coords), out, static_cast<int>(h), static_cast<int>(w),
-               static_cast<int>(radius));
-  return out;
+  return run_query(feat_t, params, coords, h, w, radius);
 }
 
-// prepare then query: -> out [B, Q, C], and feat_t [B, N, C], params [B, N, 4] for the backward.
+// prepare then query, every input checked once before any kernel runs: -> out [B, Q, C], and feat_t [B, N, C],
+// params [B, N, 4] for the backward.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(const at::Tensor& feat, const at::Tensor& sigma,
                                                        const at::Tensor& rho, const at::Tensor& opacity,
                                                        const at::Tensor& coords, int64_t radius) {
   check_maps(feat, sigma, rho, opacity);
   const int64_t h = feat.size(2), w = feat.size(3);
   check_coords(coords, feat, feat.size(0), h, w, radius);
-  auto [feat_t, params] = prepare(feat, sigma, rho, opacity);
-  return {query(feat_t, params, coords, h, w, radius), feat_t, params};
+  auto [feat_t, params] = run_prepare(feat, sigma, rho, opacity);
+  return {run_query(feat_t, params, coords, h, w, radius), feat_t, params};
 }
 
 // grad_out [B, Q, C], the forward's coords, feat_t, params and sigma, rho; parts in [1, 2r+1] (window rows per
