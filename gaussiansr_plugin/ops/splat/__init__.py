@@ -68,7 +68,12 @@ def splat(
         Tensor: Splatted features, [B, Q, C], in the dtype of ``feat`` (computed in at least float32).
     """
     check_inputs(feat, sigma, rho, opacity, coords, radius)
-    radius = int(radius)
+    return _splat_checked(feat, sigma, rho, opacity, coords, int(radius), backend)
+
+
+def _splat_checked(feat: Tensor, sigma: Tensor, rho: Tensor, opacity: Tensor, coords: Tensor, radius: int,
+                   backend: Optional[str]) -> Tensor:
+    """``splat`` of inputs already checked."""
     if use_kernels(feat, backend):
         return splat_cuda(feat, sigma, rho, opacity, coords, radius).to(feat.dtype)
     return splat_reference(feat, sigma, rho, opacity, coords.detach(), radius).to(feat.dtype)
@@ -103,11 +108,11 @@ class SplatSource:
 
     def __call__(self, coords: Tensor) -> Tensor:
         """Splatted features at ``coords`` [B, Q, 2] -> [B, Q, C], in the dtype of ``feat``."""
-        if self._prepared is None:
-            return splat(*self.maps, coords, self.radius, backend=self.backend)
-        feat = self._feat_like  # the maps were checked once, in __init__
+        feat = self.maps[0] if self._prepared is None else self._feat_like  # the maps were checked in __init__
         _check_tensors({'coords': coords}, feat)
         _check_coords_shape(coords, feat.shape[0])
+        if self._prepared is None:
+            return _splat_checked(*self.maps, coords, self.radius, self.backend)
         return query_cuda(self._prepared, coords, feat.shape[-2:], self.radius).to(feat.dtype)
 
 
