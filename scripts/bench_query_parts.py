@@ -57,6 +57,7 @@ def main() -> None:
     torch.manual_seed(0)
     net = ARCH_REGISTRY.get('GaussianSR')(**parse_overrides(args.overrides)).to(device).eval()
     net.auto_cuda_graphs = False  # every part runs eagerly, the whole upsample too (it repeats one shape)
+    net.auto_tile_side = None  # and the whole upsample is the sum of the parts timed here, untiled at 2048² too
     lq = torch.rand(1, 3, args.lr, args.lr, device=device)
     hr = round(args.lr * args.scale)
     num_blocks = -(-hr * hr // args.chunk_size)  # upsample decodes the row-major grid in blocks of --chunk-size
@@ -66,7 +67,7 @@ def main() -> None:
     with torch.no_grad():
         feat = net.encode(lq)
         maps = net.splat_maps(lq, feat, net.gaussians(feat))
-        params = SplatSource(*maps, net.radius)
+        params = SplatSource(*maps, net.radius, backend=net.splat_backend)  # net._splat_params, without a 2nd selection
         side = net._bicubic_stream(lq, feat)
         x = torch.randn(1, q, net.decoder.layers[0].in_features, device=device)
         hidden = torch.randn(1, q, net.decoder.layers[0].out_features, device=device)
