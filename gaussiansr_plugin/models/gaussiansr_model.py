@@ -90,8 +90,7 @@ class GaussianSRModel(SRModel):
             raise ValueError(f'train.cuda_graph must be true or false, got {wanted!r}')
         if not wanted:
             return
-        splats = getattr(self.get_bare_model(self.net_g), 'splatted_channels', 0) > 0
-        problem = graph_problem(self.device, self.opt['dist'], self.opt['train'], self.optimizer_g, splats)
+        problem = graph_problem(self.device, self.opt['dist'], self.opt['train'], self.optimizer_g)
         if problem:
             raise ValueError(f'train.cuda_graph: {problem}')
         self._step_graph = StepGraph(self.device)

@@ -11,14 +11,13 @@ from typing import Callable, ContextManager, Dict, List, Optional
 import torch
 from torch import Tensor
 
-from ..archs.upsample_graphs import side_stream
+from ..archs.upsample_graphs import own_cublas_workspace, side_stream
 
 WARMUP_STEPS = 3
 
 
-def graph_problem(device: torch.device, distributed: bool, train_opt: dict, optimizer: torch.optim.Optimizer,
-                  splats: bool = False) -> str:
-    """Why ``train.cuda_graph`` cannot record this run's step, or ''. ``splats``: the network has a Gaussian stream."""
+def graph_problem(device: torch.device, distributed: bool, train_opt: dict, optimizer: torch.optim.Optimizer) -> str:
+    """Why ``train.cuda_graph`` cannot record this run's step, or ''."""
     if device.type != 'cuda':
         return 'it needs a CUDA device (num_gpu > 0)'
     if distributed:
@@ -27,9 +26,6 @@ def graph_problem(device: torch.device, distributed: bool, train_opt: dict, opti
         return 'train.tau_schedule changes the temperature every step, which a recorded step would not follow'
     if not all(group.get('fused') for group in optimizer.param_groups):
         return 'it needs the fused Adam (leave optim_g without fused: false or foreach)'
-    if splats:  # measured on an H200: the recorded step with the splat op faults (docs/training.md)
-        return ('a step through the splat op (num_gaussian_channels or gabor_bands > 0) cannot be recorded yet: '
-                'train without cuda_graph')
     return ''
 
 
@@ -74,6 +70,7 @@ class StepGraph:
         """Record ``step`` (static inputs -> the step's stats tensor) on copies of ``inputs``."""
         self.static = {key: value.clone() for key, value in inputs.items()}
         self.graph = torch.cuda.CUDAGraph()
+        own_cublas_workspace()
         with torch.cuda.graph(self.graph):
             self.stats = step(self.static)
 
