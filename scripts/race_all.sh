@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The equal-budget race of docs/quality.md: one scripts/race.py process per row, all in the background on one GPU
-# (each model is small), then the markdown tables of every row's JSON so far.
+# (each model is small), then the markdown tables of every row's JSON so far. The GPU time-slices between the
+# processes: more than two rows side by side run slower than one after the other (docs/quality.md).
 # Usage (from the repo root; the photos in datasets/demo_wallpapers, the peers' code in .peers/GaussianSR, .peers/liif):
 #   bash scripts/race_all.sh OUT_DIR STATE_DIR ITERS TIME_LIMIT [ROW...]     # default: every row
 # Each row trains with --tf32 --state STATE_DIR/<row> --out OUT_DIR/race_<row>.json --time-limit TIME_LIMIT and logs to
