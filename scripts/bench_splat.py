@@ -25,6 +25,9 @@ CUDA_CASES = [
     dict(name='LR 256² → 1024², C=8, r=3', b=1, h=256, w=256, hr=1024, q=None, c=8, r=3),
     dict(name='LR 64² → 768², C=8, r=3', b=1, h=64, w=64, hr=768, q=None, c=8, r=3),
     dict(name='train B=16, 48², Q=2304, C=8, r=3', b=16, h=48, w=48, hr=None, q=2304, c=8, r=3),
+    # the training ymls' design: 8 features + 16 Gabor bands (two channels each)
+    dict(name='LR 256² → 1024², C=40, r=3', b=1, h=256, w=256, hr=1024, q=None, c=40, r=3),
+    dict(name='train B=16, 48², Q=2304, C=40, r=3', b=16, h=48, w=48, hr=None, q=2304, c=40, r=3),
 ]
 CPU_CASES = [
     dict(name='LR 32² → 128², C=8, r=3', b=1, h=32, w=32, hr=128, q=None, c=8, r=3),
