@@ -3,7 +3,7 @@ the recorded step at each replay, which tests the model's side (warm-up, static 
 verdicts); on a GPU the real graph is compared with eager steps."""
 import gc
 import math
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import pytest
 import torch
@@ -157,6 +157,10 @@ def test_each_capture_starts_with_its_own_cublas_workspace(monkeypatch):
     graph = step_graph.StepGraph(torch.device('cpu'))
     graph.capture({'x': torch.ones(2)}, lambda static: log.append('step') or static['x'].sum())
     assert log == ['clear', 'capture', 'step']
+    log.clear()
+    monkeypatch.setattr(upsample_graphs, 'side_stream', lambda device: nullcontext())
+    upsample_graphs.GraphReplay(lambda x: log.append('render') or x + 1, torch.zeros(1, 3, 2, 2))
+    assert log == ['render'] * upsample_graphs._WARMUP_CALLS + ['clear', 'capture', 'render']
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
