@@ -353,6 +353,8 @@ class Race:
         self.window = torch.zeros((), dtype=torch.float64, device=device)  # loss sum of the current log window
         self.config = {'peer': args.peer, 'variant': parse_overrides(args.overrides), 'seed': args.seed,
                        'tf32': args.tf32, 'bank_lr_mult': args.bank_lr_mult}
+        if args.cuda_graph:  # a recorded run is a row of its own (the keys of earlier states stay as they were)
+            self.config['cuda_graph'] = True
         self.path = os.path.join(args.state, CHECKPOINT) if args.state else None
         self.eval_s = self.save_s = 0.0
         self.bicubic: Dict[str, Dict[str, float]] = {}
@@ -382,7 +384,10 @@ class Race:
         begin = time.time()
         os.makedirs(self.args.state, exist_ok=True)
         cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == 'cuda' else None
-        ckpt = {'config': self.config, 'model': self.racer.net.state_dict(), 'optimizer': self.opt.state_dict(),
+        # learning rates as numbers, not capturable: what --cuda-graph changed, undone for the checkpoint
+        from gaussiansr_plugin.models.step_graph import portable_optimizer_state
+        ckpt = {'config': self.config, 'model': self.racer.net.state_dict(),
+                'optimizer': portable_optimizer_state(self.opt),
                 'batch_rng': self.gen.get_state(), 'cpu_rng': torch.get_rng_state(), 'cuda_rng': cuda_rng,
                 'iteration': self.iteration, 'loss': self.loss, 'window': self.window, 'scores': self.scores,
                 'train_s': self.train_s}
@@ -397,7 +402,7 @@ class Race:
         device = device_name(self.device)
         return {
             'racer': racer_name(args), 'peer': args.peer, 'variant': self.config['variant'],
-            'bank_lr_mult': args.bank_lr_mult, 'seed': args.seed, 'tf32': args.tf32,
+            'bank_lr_mult': args.bank_lr_mult, 'seed': args.seed, 'tf32': args.tf32, 'cuda_graph': args.cuda_graph,
             'iterations_done': self.iteration, 'iters': args.iters, 'eval_at': eval_at, 'finished': finished,
             'scores': {str(k): v for k, v in sorted(self.scores.items())}, 'bicubic': self.bicubic,
             'loss': self.loss, 'loss_every': args.log_every, 'train_s': self.train_s,
@@ -452,13 +457,46 @@ def train_step(racer: Racer, opt: torch.optim.Optimizer, batch: Batch) -> torch.
     return loss.detach()
 
 
+class GraphedSteps:
+    """``--cuda-graph``: ``train_step`` of ours recorded once as a CUDA graph, as ``train.cuda_graph`` trains
+    (``models/step_graph.StepGraph``: ``WARMUP_STEPS`` eager steps on a side stream, then one capture, then a replay
+    per batch; the batches keep their shapes); the Adam made capturable, its learning rate a device tensor. The host
+    then launches one graph per step instead of each kernel. The Gumbel draws come from the graph's own random
+    offsets, so a paused and resumed run matches an unpaused one in distribution, not bit for bit."""
+
+    def __init__(self, race: 'Race', device: torch.device) -> None:
+        from gaussiansr_plugin.models.step_graph import WARMUP_STEPS, StepGraph
+        self.racer, self.opt = race.racer, race.opt
+        self.graph = StepGraph(device)
+        self.graph.prepare(self.opt)
+        self.warmup_left = WARMUP_STEPS
+
+    def _step(self, inputs: Dict[str, torch.Tensor]) -> torch.Tensor:
+        # scale only feeds the peers' forward, which --cuda-graph does not take
+        return train_step(self.racer, self.opt, Batch(inputs['lr'], inputs['coord'], inputs['cell'], inputs['gt'], 0.0))
+
+    def __call__(self, batch: Batch) -> torch.Tensor:
+        inputs = {'lr': batch.lr, 'coord': batch.coord, 'cell': batch.cell, 'gt': batch.gt}
+        if self.warmup_left:
+            self.warmup_left -= 1
+            with self.graph.side_stream():
+                return self._step(inputs)
+        if not self.graph.captured:
+            self.opt.zero_grad(set_to_none=True)  # the recorded backward keeps the gradients in the graph's memory
+            self.graph.capture(inputs, self._step)
+        return self.graph.replay(inputs)
+
+
 def run(args: argparse.Namespace, device: torch.device) -> None:
     """Train (resuming from ``--state``), evaluate at the eval points, pause or finish."""
+    if args.cuda_graph and device.type != 'cuda':
+        raise SystemExit('error: --cuda-graph needs a CUDA device')
     race = Race(args, device)
     photos = load_photos(args.train_dir, device, round(LR_SIZE * SCALE_RANGE[1]))
     crops = eval_crops(load_photos(args.eval_dir, device, EVAL_SIDE))
     race.bicubic = score(bicubic_up, crops)
     race.resume()
+    step = GraphedSteps(race, device) if args.cuda_graph else (lambda batch: train_step(race.racer, race.opt, batch))
     eval_at = sorted({i for i in args.eval_at if i <= args.iters} | {args.iters})
     step_s, steps, segment = 0.0, 0, time.time()  # step_s: the slowest step but the first (compilation, warm-up)
     while race.iteration < args.iters:
@@ -470,7 +508,7 @@ def run(args: argparse.Namespace, device: torch.device) -> None:
             print(f'paused at iteration {race.iteration}', flush=True)
             return
         begin = time.time()
-        race.window += train_step(race.racer, race.opt, make_batch(photos, race.gen))
+        race.window += step(make_batch(photos, race.gen))
         race.iteration += 1
         if race.iteration % args.log_every == 0:
             race.loss.append(float(race.window) / args.log_every)
@@ -607,6 +645,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--out', metavar='JSON', help='result file (race_<racer>.json names the racer)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--tf32', action='store_true', help='allow TF32 matmuls and convolutions (else both off)')
+    parser.add_argument('--cuda-graph', action='store_true',
+                        help='ours only, on CUDA: record the training step once as a CUDA graph and replay it')
     parser.add_argument('--device', default='cuda')
     parser.add_argument('--save-weights', metavar='PTH', help='the trained state_dict, at the end')
     parser.add_argument('--crops', metavar='DIR', help='save x4/x8 crops of --crop-photos here, at the end')
@@ -625,6 +665,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         parser.error('--set and --bank-lr-mult apply to --peer ours only')
     if not args.bank_lr_mult > 0:
         parser.error(f'--bank-lr-mult must be > 0, got {args.bank_lr_mult}')
+    if args.cuda_graph and (args.peer != 'ours' or args.timing or args.score):
+        parser.error('--cuda-graph applies to a race of --peer ours only')
     if args.score and not (args.peer == 'ours' and args.eval_dir):
         parser.error('--score needs --peer ours and --eval-dir')
     if not (args.table or args.timing or args.score) and not (args.train_dir and args.eval_dir and args.iters):

@@ -10,6 +10,8 @@
 # resume every row where it stopped. Rows evaluate at race.py's --eval-at
 # default (6000, 11000, 25000, 50000) up to ITERS, and at ITERS. EVAL_AT=n,n,... overrides it.
 # PHOTOS=DIR reads the photos from DIR/train and DIR/val instead of datasets/demo_wallpapers.
+# CUDA_GRAPH=1 records the training step of our rows as a CUDA graph (race.py --cuda-graph; the peers' rows stay
+# eager); their states are rows of their own, not resumable without it.
 # `default` saves its weights (OUT_DIR/default.pth); `default`, `official` and `liif` save the visual crops into
 # OUT_DIR/crops. Add a row: one line `[name]="race.py arguments"` below.
 set -euo pipefail
@@ -61,9 +63,11 @@ for row in "${ROWS[@]}"; do
 done
 PIDS=()
 for row in "${ROWS[@]}"; do
+  GRAPH=()
+  [ "${CUDA_GRAPH:-0}" != 1 ] || [[ "${ROW_ARGS[$row]}" == *--peer* ]] || GRAPH=(--cuda-graph)
   # shellcheck disable=SC2086  # ROW_ARGS values are word lists
-  python scripts/race.py ${ROW_ARGS[$row]} "${COMMON[@]}" --state "$STATE/$row" --out "$OUT/race_$row.json" \
-    >> "$OUT/race_$row.log" 2>&1 &
+  python scripts/race.py ${ROW_ARGS[$row]} "${COMMON[@]}" "${GRAPH[@]}" --state "$STATE/$row" \
+    --out "$OUT/race_$row.json" >> "$OUT/race_$row.log" 2>&1 &
   PIDS+=("$!")
 done
 STATUS=0

@@ -1,8 +1,10 @@
 """scripts/race.py: the self-contained equal-budget race (tiny ours on CPU), its resume, table and figures."""
 import json
+import math
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import cv2
 import numpy as np
@@ -250,3 +252,70 @@ def test_score_rescored_weights_match_the_race_and_see_inference_options(photos,
     assert free['scores']['12'] != scored['scores']['12']
     with pytest.raises(SystemExit):
         race.parse_args(['--score', str(tmp / 'default.pth')])  # no --eval-dir
+
+
+class EagerStandIn:
+    """StepGraph on the CPU: capture records the step, replay runs it on the static copies (as a replay would)."""
+
+    def __init__(self, device):
+        self.static = self.step = None
+
+    def prepare(self, optimizer):
+        pass
+
+    @contextmanager
+    def side_stream(self):
+        yield
+
+    @property
+    def captured(self):
+        return self.step is not None
+
+    def capture(self, inputs, step):
+        self.static, self.step = {key: value.clone() for key, value in inputs.items()}, step
+
+    def replay(self, inputs):
+        for key, value in inputs.items():
+            self.static[key].copy_(value)
+        return self.step(self.static).clone()
+
+
+def test_recorded_steps_train_as_the_eager_steps(photos, tmp_path, monkeypatch):
+    """--cuda-graph's wiring, with a stand-in for the graph: warm-up steps, the capture, then replays on static
+    copies train ours exactly as plain steps on the same batches."""
+    from gaussiansr_plugin.models import step_graph
+    monkeypatch.setattr(step_graph, 'StepGraph', EagerStandIn)
+    train = race.load_photos(str(photos / 'train'), torch.device('cpu'), 192)
+    weights = []
+    for graphed in (False, True):
+        run = race.Race(race_args(photos, tmp_path, 'graph', 6), torch.device('cpu'))
+        step = race.GraphedSteps(run, torch.device('cpu')) if graphed else (
+            lambda batch, run=run: race.train_step(run.racer, run.opt, batch))
+        gen = torch.Generator().manual_seed(0)
+        losses = [step(race.make_batch(train, gen)) for _ in range(step_graph.WARMUP_STEPS + 3)]
+        weights.append([p.detach().clone() for p in run.racer.net.parameters()])
+        if graphed:
+            assert step.graph.captured and step.warmup_left == 0
+    assert all(torch.equal(a, b) for a, b in zip(*weights)) and all(torch.isfinite(loss) for loss in losses)
+
+
+def test_cuda_graph_is_for_a_race_of_ours_on_cuda(photos, tmp_path):
+    with pytest.raises(SystemExit, match='--cuda-graph needs a CUDA device'):
+        race.run(race_args(photos, tmp_path, 'cpu_graph', 2, '--cuda-graph'), torch.device('cpu'))
+    for extra in (['--peer', 'liif'], ['--timing', '3']):
+        done = subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'race.py'), '--cuda-graph', *extra],
+                              capture_output=True, text=True)
+        assert done.returncode == 2 and '--cuda-graph applies to a race of --peer ours only' in done.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_on_a_gpu_a_recorded_race_pauses_resumes_and_scores(photos, tmp_path, capsys):
+    """8 recorded iterations in two runs: the second resumes (and records anew), the JSON says cuda_graph."""
+    for iters in (4, 8):
+        race.run(race_args(photos, tmp_path, 'gpu_graph', iters, '--device', 'cuda', '--cuda-graph'),
+                 torch.device('cuda'))
+    assert 'resumed at iteration 4' in capsys.readouterr().out
+    with open(tmp_path / 'race_gpu_graph.json') as f:
+        result = json.load(f)
+    assert result['cuda_graph'] and result['finished'] and list(result['scores']) == ['3', '6', '8']
+    assert all(math.isfinite(loss) for loss in result['loss'])
