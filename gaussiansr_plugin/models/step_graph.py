@@ -48,9 +48,15 @@ class StepGraph:
         return self.graph is not None
 
     def prepare(self, optimizer: torch.optim.Optimizer) -> None:
-        """Make the optimizer recordable: capturable, with each group's learning rate a device tensor."""
+        """Make the optimizer recordable: capturable, with each group's learning rate a device tensor, and the step
+        counts of a resumed state (kept on the CPU by an eager optimizer) on their parameters' device, where a
+        capturable Adam asserts they are."""
         for group in optimizer.param_groups:
             group['capturable'] = True
+            for param in group['params']:
+                step = optimizer.state.get(param, {}).get('step')
+                if isinstance(step, Tensor) and step.device != param.device:
+                    optimizer.state[param]['step'] = step.to(param.device, torch.float32)
         self.lrs = [torch.tensor(float(group['lr']), device=self.device) for group in optimizer.param_groups]
         for group, lr in zip(optimizer.param_groups, self.lrs):
             group['lr'] = lr

@@ -209,3 +209,33 @@ def test_on_a_gpu_a_step_through_the_splat_op_replays_after_an_earlier_graph_is_
     torch.cuda.synchronize()
     assert all(math.isfinite(log['l_pix']) for log in logs)
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+def test_a_resumed_optimizer_state_is_made_recordable():
+    """An eager Adam keeps its step counts on the CPU, and a resumed state too; a capturable one asserts they are on
+    the parameters' device: prepare moves them (a 'meta' parameter stands in for a CUDA one)."""
+    param = torch.nn.Parameter(torch.zeros(2, device='meta'))
+    optimizer = torch.optim.Adam([param], lr=1e-3)
+    optimizer.state[param] = {'step': torch.tensor(7.0), 'exp_avg': torch.zeros(2, device='meta'),
+                              'exp_avg_sq': torch.zeros(2, device='meta')}
+    step_graph.StepGraph(torch.device('meta')).prepare(optimizer)
+    step = optimizer.state[param]['step']
+    assert step.device.type == 'meta' and step.dtype == torch.float32
+    group = optimizer.param_groups[0]
+    assert group['capturable'] and isinstance(group['lr'], torch.Tensor) and group['lr'].device.type == 'meta'
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_on_a_gpu_a_recorded_run_resumes_a_saved_state(tiny_net_opt, tmp_path):
+    """The state a run saves (portable: step counts and learning rates as an eager run keeps them) resumes in a
+    recorded run, which moves the counts back to the GPU before its first step."""
+    opt = dict(_opt(tiny_net_opt, tmp_path, cuda_graph=True), num_gpu=1)
+    batches = [{k: v.pin_memory() for k, v in _batch(i).items()} for i in range(6)]
+    first = build_model(opt)
+    _train(first, batches)
+    first.save_training_state(0, 6)
+    state = torch.load(tmp_path / '6.state', weights_only=True)
+    resumed = build_model(opt)
+    resumed.resume_training(state)
+    logs = _train(resumed, batches)
+    assert resumed._step_graph.captured and all(math.isfinite(log['l_pix']) for log in logs)
