@@ -38,17 +38,6 @@ def side_stream(device: torch.device) -> Iterator[None]:
     torch.cuda.current_stream(device).wait_stream(side)
 
 
-def own_cublas_workspace() -> None:
-    """Call right before a capture: drop cuBLAS's cached workspaces, so that the graph's matrix products allocate
-    theirs in the graph's own memory pool. Every capture runs on torch's one capture stream, and cuBLAS keeps one
-    workspace per stream: without this, a graph reuses the workspace an earlier graph allocated in *its* pool, and
-    replays into freed memory (an illegal memory access) once that earlier graph is destroyed
-    (pytorch/pytorch#193402). The dropped workspaces are freed stream-ordered, into the pools they came from."""
-    clear = getattr(torch._C, '_cuda_clearCublasWorkspaces', None)
-    if clear is not None:
-        clear()
-
-
 class GraphReplay:
     """A recorded ``render`` over a static copy of its input: ``replay(lq)`` -> a fresh output tensor."""
 
@@ -61,7 +50,6 @@ class GraphReplay:
             for _ in range(_WARMUP_CALLS):
                 render(self.static_in)
         self.graph = torch.cuda.CUDAGraph()
-        own_cublas_workspace()
         with torch.cuda.graph(self.graph), autocast:
             self.static_out = render(self.static_in)
 

@@ -11,7 +11,7 @@ from typing import Callable, ContextManager, Dict, List, Optional
 import torch
 from torch import Tensor
 
-from ..archs.upsample_graphs import own_cublas_workspace, side_stream
+from ..archs.upsample_graphs import side_stream
 
 WARMUP_STEPS = 3
 
@@ -42,6 +42,7 @@ class StepGraph:
         self.stats: Optional[Tensor] = None
         self.graph: Optional[torch.cuda.CUDAGraph] = None
         self.lrs: List[Tensor] = []
+        self.optimizer: Optional[torch.optim.Optimizer] = None
 
     @property
     def captured(self) -> bool:
@@ -50,7 +51,10 @@ class StepGraph:
     def prepare(self, optimizer: torch.optim.Optimizer) -> None:
         """Make the optimizer recordable: capturable, with each group's learning rate a device tensor, and the step
         counts of a resumed state (kept on the CPU by an eager optimizer) on their parameters' device, where a
-        capturable Adam asserts they are."""
+        capturable Adam asserts they are. The graph keeps the optimizer: its replays write into the optimizer's
+        state, memory the graph does not own, which an optimizer dropped by its caller would free (an illegal memory
+        access at the first replay once the allocator has returned that memory to the driver)."""
+        self.optimizer = optimizer
         for group in optimizer.param_groups:
             group['capturable'] = True
             for param in group['params']:
@@ -76,7 +80,6 @@ class StepGraph:
         """Record ``step`` (static inputs -> the step's stats tensor) on copies of ``inputs``."""
         self.static = {key: value.clone() for key, value in inputs.items()}
         self.graph = torch.cuda.CUDAGraph()
-        own_cublas_workspace()
         with torch.cuda.graph(self.graph):
             self.stats = step(self.static)
 

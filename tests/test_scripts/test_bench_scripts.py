@@ -1,4 +1,5 @@
 """scripts/bench.py (CPU sanity run) and scripts/plot_bench.py produce what docs/benchmarks.md is made from."""
+import gc
 import json
 import os
 import shutil
@@ -6,8 +7,11 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, 'scripts'))
+import bench  # noqa: E402
 
 
 def test_bench_cpu_json_and_table(tmp_path):
@@ -111,3 +115,21 @@ def test_bench_peers_times_a_racer_as_bench_times_ours(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exc:
         bench_peers.main()
     assert exc.value.code == 2 and 'invalid choice' in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_on_a_gpu_the_recorded_bench_step_replays_after_the_cache_is_emptied():
+    """The bench's recorded step drops its optimizer once recorded; the graph must keep it (its replays write into
+    the optimizer's state), or the replay faults once emptying the cache has returned that memory to the driver."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+    device = torch.device('cuda')
+    net = ARCH_REGISTRY.get('GaussianSR')(num_gaussian_channels=0).to(device).train()
+    replay = bench.graphed_train_step(list(net.parameters()), net, device, torch.float32, 4.0, 2, 256)
+    gc.collect()
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    before = [p.detach().clone() for p in net.parameters()]
+    for _ in range(3):
+        replay()
+    torch.cuda.synchronize()
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))

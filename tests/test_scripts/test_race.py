@@ -310,12 +310,13 @@ def test_cuda_graph_is_for_a_race_of_ours_on_cuda(photos, tmp_path):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 def test_on_a_gpu_a_recorded_race_pauses_resumes_and_scores(photos, tmp_path, capsys):
-    """8 recorded iterations in two runs: the second resumes (and records anew), the JSON says cuda_graph."""
+    """8 recorded iterations in two runs: the second resumes (and records anew), the JSON says cuda_graph; the first
+    run's end (4) is scored too, as in an eager race."""
     for iters in (4, 8):
         race.run(race_args(photos, tmp_path, 'gpu_graph', iters, '--device', 'cuda', '--cuda-graph'),
                  torch.device('cuda'))
     assert 'resumed at iteration 4' in capsys.readouterr().out
     with open(tmp_path / 'race_gpu_graph.json') as f:
         result = json.load(f)
-    assert result['cuda_graph'] and result['finished'] and list(result['scores']) == ['3', '6', '8']
+    assert result['cuda_graph'] and result['finished'] and list(result['scores']) == ['3', '4', '6', '8']
     assert all(math.isfinite(loss) for loss in result['loss'])
