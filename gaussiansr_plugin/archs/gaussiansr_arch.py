@@ -22,7 +22,7 @@ from .gaussian_util import make_cell, make_coord, pair_tensor
 from .input_checks import check_upsample_args
 from .sgs import GaussianBank, GaussianHead, balance_loss, density_factor, refine_kernels, select_kernels
 from .tiling import Tile, tile_plan
-from .upsample_graphs import MAX_GRAPH_PIXELS, UpsampleGraphs
+from .upsample_graphs import MAX_GRAPH_PIXELS, TensorAddresses, UpsampleGraphs
 
 _NORM_MEAN, _NORM_STD = 0.5, 0.5
 # the smallest query chunk that fitting to free memory, out-of-memory retries and the CPU memory plan go down to:
@@ -185,6 +185,7 @@ class GaussianSR(nn.Module):
         self.auto_cuda_graphs = True
         self.auto_tile_side: Optional[int] = AUTO_TILE_SIDE
         self._graphs = UpsampleGraphs()
+        self._addresses = TensorAddresses()
         self.splat_backend = splat_backend
         self.head_input = head_input
         self.kernel_refine = bool(kernel_refine)
@@ -493,12 +494,16 @@ class GaussianSR(nn.Module):
                 and not torch.cuda.is_current_stream_capturing() and _get_current_dispatch_mode() is None
                 and not any(m._forward_hooks or m._forward_pre_hooks for m in (self, self.decoder)))
 
+    def _apply(self, fn, *args, **kwargs):
+        self._addresses.forget()  # .to() and .half() replace the buffers without registering them
+        return super()._apply(fn, *args, **kwargs)
+
     def _graph_key(self, lq: Tensor, size: Tuple[int, int], chunk_size: int) -> tuple:
         """What a recorded upsample depends on beyond the input's pixels and the weights' values."""
         autocast = torch.get_autocast_dtype('cuda') if torch.is_autocast_enabled('cuda') else None
         return (tuple(lq.shape), lq.dtype, lq.device, size, chunk_size, autocast,
                 torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, self.cell_clip,
-                self.eval_selection, self.decoder.fuse_bf16, tuple(p.data_ptr() for p in self.parameters()))
+                self.eval_selection, self.decoder.fuse_bf16, self._addresses(self))
 
     def _render_tile(self, lq: Tensor, t: Tile, scale: Tuple[float, float], chunk_size: int) -> Tensor:
         """Render the HR pixels [t.hr_y0, t.hr_y1) x [t.hr_x0, t.hr_x1) from the LR window of tile ``t``;

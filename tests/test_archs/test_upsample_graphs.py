@@ -69,6 +69,32 @@ def test_upsample_replays_what_repeats_through_the_recorder(tiny_net_opt, monkey
         assert torch.equal(out, plain)
 
 
+def test_the_key_follows_every_way_the_weights_can_be_replaced_or_moved(tiny_net_opt):
+    """A recorded graph reads the weights at their addresses, and the key keeps them without walking the modules at
+    every call: it must still change when a weight is assigned, loaded with assign=True or converted, and stay when
+    weights are loaded in place (the graph then reads the new values)."""
+    net = build_network(tiny_net_opt).eval()
+    lq = torch.rand(1, 3, 8, 8)
+
+    def key():
+        return net._graph_key(lq, (16, 16), 64)
+
+    first = key()
+    assert key() == first and len(first[-1]) == len(list(net.parameters())) + len(list(net.buffers()))
+    net.load_state_dict({k: v + 1 for k, v in net.state_dict().items()})
+    assert key() == first
+    layer = next(m for m in net.decoder.modules() if isinstance(m, torch.nn.Linear))
+    layer.weight = torch.nn.Parameter(layer.weight.detach().clone())
+    assigned = key()
+    assert assigned != first
+    net.load_state_dict({k: v.clone() for k, v in net.state_dict().items()}, assign=True)
+    loaded = key()
+    assert loaded != assigned
+    net.double()
+    assert key() != loaded and key()[-1] == tuple(t.data_ptr() for m in net.modules() for t in
+                                                  (*m._parameters.values(), *m._buffers.values()) if t is not None)
+
+
 def test_on_the_cpu_and_in_training_upsample_is_never_recorded(tiny_net_opt):
     net = build_network(tiny_net_opt).eval()
     lq = torch.rand(1, 3, 8, 8)

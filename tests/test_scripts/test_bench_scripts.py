@@ -117,6 +117,15 @@ def test_bench_peers_times_a_racer_as_bench_times_ours(monkeypatch, capsys):
     assert exc.value.code == 2 and 'invalid choice' in capsys.readouterr().err
 
 
+def test_bench_host_times_the_host_path_of_a_replayed_upsample(tmp_path):
+    import bench_host
+    out = tmp_path / 'host.json'
+    result = bench_host.main(['--lr', '16', '--scale', '2', '--number', '5', '--repeat', '3', '--set',
+                              'gabor_bands=4', '--json', str(out)])
+    assert json.loads(out.read_text()) == result and result['hr'] == 32 and result['variant'] == {'gabor_bands': 4}
+    assert 0 < result['graph_key_us'] < result['upsample_us'] and result['host_us'] > 0
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 def test_on_a_gpu_the_recorded_bench_step_replays_after_the_cache_is_emptied():
     """The bench's recorded step drops its optimizer once recorded; the graph must keep it (its replays write into

@@ -1,0 +1,80 @@
+"""The host time of a ``net.upsample`` call that replays a recorded CUDA graph: what Python does around the replay
+(the argument checks, the tiling and chunk decisions, the graph's key, the recording policy), with the graph replaced
+by a stand-in that copies the input and returns a ready output, so the figure is the host's alone and any machine
+can measure it. At small outputs a GPU waits for this before each replay (docs/benchmarks.md). On a GPU the call
+also asks the driver for free memory (``fit_chunk_size``), which this CPU run does not.
+
+    python scripts/bench_host.py [--lr 64 --scale 2] [--set gabor_bands=16 ...] [--json host.json]
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import timeit
+from datetime import datetime, timezone
+
+import torch
+
+import gaussiansr_plugin  # noqa: F401
+from basicsr.utils.registry import ARCH_REGISTRY
+from gaussiansr_plugin.archs.upsample_graphs import STREAK, UpsampleGraphs
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from race import add_set_argument, parse_overrides  # noqa: E402  (the race's --set parser)
+
+
+class ReadyReplay:
+    """Stands in for a recorded graph: the input copied into a static tensor, a fresh copy of a ready output."""
+
+    def __init__(self, render, lq: torch.Tensor):
+        self.static_in, self.static_out = lq.clone(), render(lq)
+
+    def replay(self, lq: torch.Tensor) -> torch.Tensor:
+        self.static_in.copy_(lq)
+        return self.static_out.clone()
+
+
+def median_us(call, number: int, repeat: int) -> float:
+    return statistics.median(timeit.repeat(call, number=number, repeat=repeat)) / number * 1e6
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--lr', type=int, default=64, help='LR side')
+    parser.add_argument('--scale', type=float, default=2.0)
+    parser.add_argument('--number', type=int, default=500, help='calls per timing')
+    parser.add_argument('--repeat', type=int, default=11, help='timings; the median is reported')
+    parser.add_argument('--json', default=None)
+    add_set_argument(parser, 'an option of ours, e.g. gabor_bands=16 (repeatable)')
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    net = ARCH_REGISTRY.get('GaussianSR')(**parse_overrides(args.overrides)).eval()
+    net._graphs = UpsampleGraphs(record=ReadyReplay)
+    net._graphable = lambda lq, size: True  # as on a GPU in inference
+    lq = torch.rand(1, 3, args.lr, args.lr)
+    size = (round(args.lr * args.scale),) * 2
+    with torch.no_grad():
+        for _ in range(STREAK + 1):
+            net.upsample(lq, size)
+        stand_in = next(iter(net._graphs._replays.values()))
+        result = {
+            'date': datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'), 'cpu': platform.processor() or
+            platform.machine(), 'python': platform.python_version(), 'torch': torch.__version__,
+            'lr': args.lr, 'hr': size[0], 'variant': parse_overrides(args.overrides),
+            'upsample_us': median_us(lambda: net.upsample(lq, size), args.number, args.repeat),
+            'stand_in_replay_us': median_us(lambda: stand_in.replay(lq), args.number, args.repeat),
+            'graph_key_us': median_us(lambda: net._graph_key(lq, size, net.chunk_size), args.number, args.repeat),
+        }
+    result['host_us'] = result['upsample_us'] - result['stand_in_replay_us']
+    print(f"{args.lr}->{size[0]}: upsample's host work {result['host_us']:.1f} µs per call (of which the graph key "
+          f"{result['graph_key_us']:.1f}); the stand-in replay {result['stand_in_replay_us']:.1f} µs")
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(result, f, indent=1)
+    return result
+
+
+if __name__ == '__main__':
+    main()
