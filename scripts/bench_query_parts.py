@@ -6,6 +6,7 @@ on CUDA: the image's encoder map, splat and bicubic-stream maps and one block's 
 image's memory goes.
 
     python scripts/bench_query_parts.py --lr 64 --scale 12 --json parts_x12.json [--set gabor_bands=16 ...]
+        [--compile-decoder max-autotune-no-cudagraphs]
 """
 import argparse
 import json
@@ -42,6 +43,15 @@ def linears_only(net, x):
     return x
 
 
+def compiled_decoder_parts(net, x, mode, tf32, bf16, num_blocks) -> dict:
+    """``--compile-decoder``'s rows: the decoder compiled for its block shape, one compilation per precision."""
+    if mode is None:
+        return {}
+    compiled = {precision: torch.compile(net.decoder, mode=mode, dynamic=False) for precision in ('tf32', 'bf16')}
+    return {f'decoder TF32, torch.compile {mode}': (tf32(lambda: compiled['tf32'](x)), num_blocks),
+            f'decoder bf16 autocast, torch.compile {mode}': (bf16(lambda: compiled['bf16'](x)), num_blocks)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--lr', type=int, default=64)
@@ -52,6 +62,10 @@ def main() -> None:
     parser.add_argument('--json')
     parser.add_argument('--device', default='cuda', help='cpu only for a smoke run')
     add_set_argument(parser, 'a GaussianSR option of the timed design (repeatable)')
+    parser.add_argument('--compile-decoder', metavar='MODE', default=None,
+                        help='add the decoder compiled by torch.compile in this mode (e.g. max-autotune-no-cudagraphs: '
+                             "Inductor's GEMM templates with the bias and GELU fused), TF32 and bf16; its compilation "
+                             'happens in the warm-up')
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -111,6 +125,7 @@ def main() -> None:
                                                           num_blocks),
         'decoder bf16 autocast': (bf16(lambda: net.decoder(x)), num_blocks),
         'decoder bf16 autocast, bias + GELU in the GEMM epilogue': (bf16(fused(lambda: net.decoder(x))), num_blocks),
+        **compiled_decoder_parts(net, x, args.compile_decoder, tf32, bf16, num_blocks),
         'query block (all of the above per block)': (lambda: net._query(feat, params, side, coord, cell),
                                                      num_blocks),
         'upsample (whole image, eager)': (lambda: net.upsample(lq, (hr, hr), chunk_size=args.chunk_size), 1),

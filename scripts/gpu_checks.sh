@@ -5,19 +5,21 @@
 # torch.compile); the training step's operators in fp32 and bf16
 # (profile_train_step.py); when the peers' source folders are in .peers/ (GaussianSR/, liif/), their latency on the
 # same machine (scripts/bench_peers.py); where the time of a query block goes (bench_query_parts.py at x12, x6,
-# 256->1024 and 2048->8192); the bench at chunks of 2^15 and 2^18 queries.
+# 256->1024 and 2048->8192); the decoder compiled with Inductor's GEMM templates, bias and GELU fused
+# (bench_query_parts.py --compile-decoder at 256->1024); the bench at chunks of 2^15 and 2^18 queries.
 # Everything lands in one archive OUT_DIR/gpu_checks_<steps>.tgz (a lent machine returns few files), also when a step
-# fails. The steps at their time limits take about 19 minutes, more than one 10-minute job: name the steps to run,
+# fails. The steps at their time limits take about 24 minutes, more than one 10-minute job: name the steps to run,
 # e.g. two jobs on one machine:
 #   bash scripts/gpu_checks.sh OUT_DIR tests bench compile        # then
-#   bash scripts/gpu_checks.sh OUT_DIR profile peers parts chunks
-# Steps: tests bench compile profile peers parts chunks precision (default: all, in that order). `precision` scores the
-# shipped model on the race's held-out crops (HELD_OUT=DIR, default datasets/demo_wallpapers/val) in fp32, tf32, bf16.
+#   bash scripts/gpu_checks.sh OUT_DIR profile peers parts decoder_compile chunks
+# Steps: tests bench compile profile peers parts decoder_compile chunks precision (default: all, in that order).
+# `precision` scores the shipped model on the race's held-out crops (HELD_OUT=DIR, default
+# datasets/demo_wallpapers/val) in fp32, tf32, bf16.
 set -uo pipefail
 OUT="${1:?output folder}"
 shift
 STEPS=("$@")
-[ ${#STEPS[@]} -gt 0 ] || STEPS=(tests bench compile profile peers parts chunks precision)
+[ ${#STEPS[@]} -gt 0 ] || STEPS=(tests bench compile profile peers parts decoder_compile chunks precision)
 HELD_OUT="${HELD_OUT:-datasets/demo_wallpapers/val}"
 # the design of the training ymls and the shipped checkpoint (docs/quality.md, row balance)
 DESIGN=(--set gabor_bands=16 --set kernel_refine=true --set head_input=all)
@@ -60,6 +62,12 @@ step_parts() {
     tail -15 "$WORK/parts_${lr}_x$scale.md"
   done
 }
+step_decoder_compile() {
+  timeout 300 python scripts/bench_query_parts.py "${DESIGN[@]}" --lr 256 --scale 4 --reps 20 --inner 5 \
+    --compile-decoder max-autotune-no-cudagraphs --json "$WORK/parts_decoder_compile.json" \
+    > "$WORK/parts_decoder_compile.md" 2>&1
+  grep -E "decoder (TF32|bf16)" "$WORK/parts_decoder_compile.md"
+}
 step_chunks() {
   for chunk in 32768 262144; do
     timeout 50 python scripts/bench.py "${DESIGN[@]}" --chunk-size "$chunk" --max-hr 1024 --no-train --cuda-graph \
@@ -77,7 +85,7 @@ step_precision() {
 
 for step in "${STEPS[@]}"; do
   if [ "$(type -t "step_$step")" != function ]; then
-    echo "error: unknown step $step (steps: tests bench compile profile peers parts chunks precision)" >&2
+    echo "error: unknown step $step (steps: tests bench compile profile peers parts decoder_compile chunks precision)" >&2
     exit 2
   fi
 done

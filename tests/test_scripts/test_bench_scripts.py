@@ -80,6 +80,20 @@ def test_bench_query_parts_cpu_smoke(tmp_path):
     assert parts['decoder matmuls only fp32']['tflops'] > 0 and '| upsample (whole image, eager) |' in run.stdout
 
 
+@pytest.mark.skipif(not shutil.which(os.environ.get('CXX', 'g++')), reason="Inductor's CPU backend needs a C++ compiler")
+def test_bench_query_parts_times_the_compiled_decoder(tmp_path):
+    out = tmp_path / 'parts.json'
+    cmd = [sys.executable, os.path.join(ROOT, 'scripts', 'bench_query_parts.py'), '--device', 'cpu', '--lr', '8',
+           '--scale', '2', '--chunk-size', '256', '--reps', '1', '--inner', '1', '--json', str(out),
+           '--compile-decoder', 'default']
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+    assert run.returncode == 0, run.stderr[-2000:]
+    parts = {r['part']: r for r in json.loads(out.read_text())['parts']}
+    assert parts['decoder TF32, torch.compile default']['ms_per_block'] > 0
+    assert parts['decoder TF32, torch.compile default']['tflops'] > 0
+    assert parts['decoder bf16 autocast, torch.compile default']['ms_per_block'] > 0
+
+
 def test_bench_splat_cpu_smoke(tmp_path):
     out = tmp_path / 'splat.json'
     cmd = [sys.executable, os.path.join(ROOT, 'scripts', 'bench_splat.py'), '--device', 'cpu', '--runs', '1',
