@@ -85,7 +85,8 @@ step_precision() {
 
 for step in "${STEPS[@]}"; do
   if [ "$(type -t "step_$step")" != function ]; then
-    echo "error: unknown step $step (steps: tests bench compile profile peers parts decoder_compile chunks precision)" >&2
+    echo "error: unknown step $step (steps: tests bench compile profile peers parts decoder_compile chunks" \
+      "precision)" >&2
     exit 2
   fi
 done

@@ -13,6 +13,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, 'scripts'))
 import bench  # noqa: E402
 
+needs_cxx = pytest.mark.skipif(not shutil.which(os.environ.get('CXX', 'g++')),
+                               reason="Inductor's CPU backend needs a C++ compiler")
+
 
 def test_bench_cpu_json_and_table(tmp_path):
     out = tmp_path / 'bench.json'
@@ -32,7 +35,7 @@ def test_bench_cpu_json_and_table(tmp_path):
     assert 2 * edsr < result['flops']['per_lr_px'] < 2.1 * edsr and '| limit ms | fastest / limit |' in run.stdout
 
 
-@pytest.mark.skipif(not shutil.which(os.environ.get('CXX', 'g++')), reason="Inductor's CPU backend needs a C++ compiler")
+@needs_cxx
 def test_bench_compiled_query_rows(tmp_path):
     """``--compile`` adds fp32 and bf16 rows timed with the query compiled by Inductor (a compile failure would be an
     ``error`` row, not a time)."""
@@ -80,7 +83,7 @@ def test_bench_query_parts_cpu_smoke(tmp_path):
     assert parts['decoder matmuls only fp32']['tflops'] > 0 and '| upsample (whole image, eager) |' in run.stdout
 
 
-@pytest.mark.skipif(not shutil.which(os.environ.get('CXX', 'g++')), reason="Inductor's CPU backend needs a C++ compiler")
+@needs_cxx
 def test_bench_query_parts_times_the_compiled_decoder(tmp_path):
     out = tmp_path / 'parts.json'
     cmd = [sys.executable, os.path.join(ROOT, 'scripts', 'bench_query_parts.py'), '--device', 'cpu', '--lr', '8',
