@@ -1,9 +1,14 @@
 """GaussianSR.upsample records a CUDA graph once one shape repeats (archs/upsample_graphs.py). On the CPU a stand-in
 recorder checks the policy and the wiring; on a GPU the replays are checked against the plain calls."""
+import gc
+from contextlib import nullcontext
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from basicsr.archs import build_network
+from gaussiansr_plugin.archs import upsample_graphs
 from gaussiansr_plugin.archs.upsample_graphs import MAX_GRAPHS, STREAK, UpsampleGraphs
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
@@ -95,6 +100,31 @@ def test_the_key_follows_every_way_the_weights_can_be_replaced_or_moved(tiny_net
                                                   (*m._parameters.values(), *m._buffers.values()) if t is not None)
 
 
+def test_every_recording_warms_up_on_one_side_stream_per_gpu(monkeypatch):
+    """cuBLAS keeps a workspace per stream it ran on: a new side stream per recording would keep one more each time."""
+    made = []
+
+    class FakeStream:
+        def __init__(self, device):
+            made.append(device)
+
+        def wait_stream(self, other):
+            pass
+
+    monkeypatch.setattr(upsample_graphs, '_SIDE_STREAMS', {})
+    monkeypatch.setattr(torch.cuda, 'Stream', FakeStream)
+    current = SimpleNamespace(wait_stream=lambda other: None)
+    monkeypatch.setattr(torch.cuda, 'current_stream', lambda device=None: current)
+    monkeypatch.setattr(torch.cuda, 'stream', lambda stream: nullcontext())
+    monkeypatch.setattr(torch.cuda, 'current_device', lambda: 0)
+    for device in ('cuda', 'cuda:0', torch.device('cuda', 0), 'cuda:1'):
+        made.clear()
+        with upsample_graphs.side_stream(device):
+            pass
+        assert made == ([0] if device == 'cuda' else [1] if device == 'cuda:1' else [])  # new stream once per GPU
+    assert sorted(upsample_graphs._SIDE_STREAMS) == [0, 1]
+
+
 def test_on_the_cpu_and_in_training_upsample_is_never_recorded(tiny_net_opt):
     net = build_network(tiny_net_opt).eval()
     lq = torch.rand(1, 3, 8, 8)
@@ -141,3 +171,26 @@ def test_on_a_gpu_replays_never_synchronise_and_a_progress_hook_keeps_calls_eage
         handle = net.decoder.register_forward_hook(lambda *args: None)
         assert not net._graphable(lq, (25, 25))
         handle.remove()
+
+
+@cuda
+def test_on_a_gpu_graphs_recorded_and_dropped_keep_no_memory(tiny_net_opt):
+    """After the first recording (cuBLAS's workspaces for the side and capture streams), recording and dropping more
+    graphs gives their memory back: no workspace, pool or cache kept per graph."""
+    net = build_network(tiny_net_opt).cuda().eval()
+
+    def record_and_drop(side):
+        lq = torch.rand(1, 3, side, side, device='cuda')
+        for _ in range(STREAK + 1):
+            net.upsample(lq, (2 * side, 2 * side))
+        assert len(net._graphs) == 1
+        net._graphs.clear()
+        gc.collect()
+        torch.cuda.synchronize()
+
+    with torch.no_grad():
+        record_and_drop(8)
+        first = torch.cuda.memory_allocated()
+        for side in (10, 12, 14, 16, 18, 20):
+            record_and_drop(side)
+    assert torch.cuda.memory_allocated() - first < 8 * 2**20
