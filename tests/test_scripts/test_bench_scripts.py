@@ -67,31 +67,32 @@ def test_plot_bench_from_recorded_json(tmp_path):
     assert png.stat().st_size > 10000
 
 
-def test_bench_query_parts_cpu_smoke(tmp_path):
+def run_query_parts(tmp_path, *extra, timeout=300) -> tuple:
+    """bench_query_parts.py on the CPU with one repetition: (its JSON, its stdout)."""
     out = tmp_path / 'parts.json'
-    cmd = [sys.executable, os.path.join(ROOT, 'scripts', 'bench_query_parts.py'), '--device', 'cpu', '--lr', '12',
-           '--scale', '3', '--chunk-size', '300', '--reps', '1', '--inner', '1', '--json', str(out),
-           '--set', 'gabor_bands=4']
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, os.path.join(ROOT, 'scripts', 'bench_query_parts.py'), '--device', 'cpu', '--reps', '1',
+           '--inner', '1', '--json', str(out), *extra]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     assert run.returncode == 0, run.stderr[-2000:]
-    result = json.loads(out.read_text())
+    return json.loads(out.read_text()), run.stdout
+
+
+def test_bench_query_parts_cpu_smoke(tmp_path):
+    result, stdout = run_query_parts(tmp_path, '--lr', '12', '--scale', '3', '--chunk-size', '300',
+                                     '--set', 'gabor_bands=4')
     assert result['variant'] == {'gabor_bands': 4}
     assert result['hr'] == 36 and result['block_queries'] == 300 and result['blocks'] == 5  # 1296 queries
     parts = {r['part']: r for r in result['parts']}
     splat = parts['splat (maps prepared once per image)']
     assert splat['ms_per_image'] == 5 * splat['ms_per_block'] > 0
-    assert parts['decoder matmuls only fp32']['tflops'] > 0 and '| upsample (whole image, eager) |' in run.stdout
+    assert parts['decoder matmuls only fp32']['tflops'] > 0 and '| upsample (whole image, eager) |' in stdout
 
 
 @needs_cxx
 def test_bench_query_parts_times_the_compiled_decoder(tmp_path):
-    out = tmp_path / 'parts.json'
-    cmd = [sys.executable, os.path.join(ROOT, 'scripts', 'bench_query_parts.py'), '--device', 'cpu', '--lr', '8',
-           '--scale', '2', '--chunk-size', '256', '--reps', '1', '--inner', '1', '--json', str(out),
-           '--compile-decoder', 'default']
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
-    assert run.returncode == 0, run.stderr[-2000:]
-    parts = {r['part']: r for r in json.loads(out.read_text())['parts']}
+    result, _ = run_query_parts(tmp_path, '--lr', '8', '--scale', '2', '--chunk-size', '256',
+                                '--compile-decoder', 'default', timeout=400)
+    parts = {r['part']: r for r in result['parts']}
     assert parts['decoder TF32, torch.compile default']['ms_per_block'] > 0
     assert parts['decoder TF32, torch.compile default']['tflops'] > 0
     assert parts['decoder bf16 autocast, torch.compile default']['ms_per_block'] > 0
