@@ -20,7 +20,8 @@ from ..option_checks import check_int_option, is_int_at_least, is_number, strict
 from .gabor import GaborTexture
 from .gaussian_util import make_cell, make_coord, pair_tensor
 from .input_checks import check_upsample_args
-from .sgs import GaussianBank, GaussianHead, balance_loss, density_factor, refine_kernels, select_kernels
+from .sgs import (GaussianBank, GaussianHead, balance_loss, constrain, density_factor, refine_kernels,
+                  select_kernels)
 from .tiling import Tile, tile_plan
 from .upsample_graphs import MAX_GRAPH_PIXELS, TensorAddresses, UpsampleGraphs
 
@@ -252,11 +253,15 @@ class GaussianSR(nn.Module):
         # computed here, where the logits are, and kept for the training code: forward's output stays [B, Q, 3]
         self._balance_loss = (self.bank_balance * balance_loss(out[:, :k])
                               if self.training and self.bank_balance > 0 else None)
+        sigma_range = (self.bank.sigma_low, self.bank.sigma_high)
+        if self.kernel_refine and not self.training and self.eval_selection == 'argmax':
+            # the chosen kernel's own unconstrained parameters plus the offset: refine_kernels' value without its
+            # round trip through constrain and unconstrain (17 fewer kernels per image)
+            raw = self.bank.raw[out[:, :k].argmax(dim=1)].permute(0, 3, 1, 2)
+            return constrain(raw + out[:, k:].float(), sigma_range)
         kernels = select_kernels(out[:, :k], self.bank(), self.training, self.tau, self.gumbel_hard,
                                  self.eval_selection)
-        if self.kernel_refine:
-            kernels = refine_kernels(kernels, out[:, k:].float(), (self.bank.sigma_low, self.bank.sigma_high))
-        return kernels
+        return refine_kernels(kernels, out[:, k:].float(), sigma_range) if self.kernel_refine else kernels
 
     def take_balance_loss(self) -> Optional[Tensor]:
         """``bank_balance`` x the load-balancing term of the last training forward, a scalar to add to the training

@@ -96,3 +96,24 @@ def test_gabor_bands_through_the_cuda_kernel_match_the_reference(tiny_net_opt):
         grads.append(torch.cat([p.grad.flatten() for p in net.parameters()]))
     assert torch.allclose(outputs[0], outputs[1], atol=1e-5)
     assert torch.allclose(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+
+
+def test_at_test_the_refined_kernel_skips_the_round_trip(tiny_net_opt):
+    """With argmax selection the refined kernel is computed from the chosen kernel's unconstrained parameters: the
+    same kernels as select_kernels + refine_kernels (their constrain-unconstrain round trip), within rounding."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+    from gaussiansr_plugin.archs.sgs import select_kernels
+    opt = dict(tiny_net_opt, kernel_refine=True, head_input='all')
+    torch.manual_seed(0)
+    net = ARCH_REGISTRY.get(opt.pop('type'))(**opt).eval()
+    with torch.no_grad():
+        net.bank.raw.add_(torch.randn_like(net.bank.raw))  # a bank that has moved
+        last = net.head.body[-1]
+        last.weight[net.head.bank_size:].normal_(0, 0.5)  # offsets of a trained refinement
+        feat = net.encode(torch.rand(2, 3, 7, 9))
+        out = net._head_out(feat)
+        k = net.head.bank_size
+        round_trip = refine_kernels(select_kernels(out[:, :k], net.bank(), False), out[:, k:],
+                                    (net.bank.sigma_low, net.bank.sigma_high))
+        direct = net.gaussians(feat)
+    assert out[:, k:].abs().max() > 0.1 and torch.allclose(direct, round_trip, rtol=1e-5, atol=1e-6)
