@@ -18,7 +18,8 @@ def make_coord(shape: Sequence[int], flatten: bool = True, device: Optional[torc
     Returns:
         Tensor: [H*W, 2] or [H, W, 2].
     """
-    axes = [(-1 + (2 * torch.arange(n, device=device, dtype=dtype) + 1) / n) for n in shape]
+    # the odd numbers 2k + 1 made by arange itself: the same values in two kernels fewer per axis
+    axes = [-1 + torch.arange(1, 2 * n, 2, device=device, dtype=dtype) / n for n in shape]
     grid = torch.stack(torch.meshgrid(*axes, indexing='ij'), dim=-1)
     return grid.reshape(-1, grid.shape[-1]) if flatten else grid
 

@@ -32,6 +32,14 @@ def _queries(b, size, q=None):
     return coord[idx][None].expand(b, -1, -1), make_cell(q, size)[None].expand(b, -1, -1)
 
 
+def test_make_coord_gives_the_pixel_centres():
+    for h, w in ((1, 1), (3, 7), (128, 96), (1000, 3)):
+        grid = make_coord((h, w), flatten=False, dtype=torch.float64)
+        assert grid[:, 0, 0].tolist() == [-1 + (2 * k + 1) / h for k in range(h)]
+        assert grid[0, :, 1].tolist() == [-1 + (2 * k + 1) / w for k in range(w)]
+        assert torch.allclose(make_coord((h, w)).double(), grid.reshape(-1, 2), rtol=0, atol=1.2e-7)
+
+
 def test_registered_with_paper_defaults():
     assert 'GaussianSR' in ARCH_REGISTRY
     net = ARCH_REGISTRY.get('GaussianSR')()
