@@ -4,18 +4,25 @@ by a stand-in that copies the input and returns a ready output, so the figure is
 can measure it. At small outputs a GPU waits for this before each replay (docs/benchmarks.md). On a GPU the call
 also asks the driver for free memory (``fit_chunk_size``), which this CPU run does not.
 
+Also the operators one render dispatches (views excluded): each is a kernel launch on a GPU, what a small upsample's
+eager time and graph replay are made of. On the CPU the splat is its PyTorch reference, counted apart (on a GPU it
+is one extension call of a few kernels).
+
     python scripts/bench_host.py [--lr 64 --scale 2] [--set gabor_bands=16 ...] [--json host.json]
 """
 import argparse
+import collections
 import json
 import os
 import platform
 import statistics
 import sys
 import timeit
+import traceback
 from datetime import datetime, timezone
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import gaussiansr_plugin  # noqa: F401
 from basicsr.utils.registry import ARCH_REGISTRY
@@ -34,6 +41,25 @@ class ReadyReplay:
     def replay(self, lq: torch.Tensor) -> torch.Tensor:
         self.static_in.copy_(lq)
         return self.static_out.clone()
+
+
+class OperatorCount(TorchDispatchMode):
+    """Counts the operators dispatched, views excluded, and those called from the splat's PyTorch reference."""
+
+    VIEWS = {'view', '_unsafe_view', 'reshape', 'expand', 'permute', 'unsqueeze', 'squeeze', 'slice', 'select', 't',
+             'transpose', 'detach', 'alias', 'as_strided', 'split', 'split_with_sizes', 'unbind', 'chunk', 'narrow',
+             'lift_fresh', 'empty', 'new_empty', 'unflatten', 'flatten'}
+
+    def __init__(self):
+        super().__init__()
+        self.counts = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ not in self.VIEWS:
+            in_splat = any(frame.filename.endswith(os.path.join('splat', 'reference.py'))
+                           for frame in traceback.extract_stack())
+            self.counts['splat_reference' if in_splat else 'other'] += 1
+        return func(*args, **(kwargs or {}))
 
 
 def median_us(call, number: int, repeat: int) -> float:
@@ -67,9 +93,16 @@ def main(argv=None) -> dict:
             'stand_in_replay_us': median_us(lambda: stand_in.replay(lq), args.number, args.repeat),
             'graph_key_us': median_us(lambda: net._graph_key(lq, size, net.chunk_size), args.number, args.repeat),
         }
+        count = OperatorCount()
+        with count:
+            net.render_whole(lq, size, net.chunk_size)
     result['host_us'] = result['upsample_us'] - result['stand_in_replay_us']
+    result['operators'] = {'outside_the_splat': count.counts['other'],
+                           'splat_reference': count.counts['splat_reference']}
     print(f"{args.lr}->{size[0]}: upsample's host work {result['host_us']:.1f} µs per call (of which the graph key "
-          f"{result['graph_key_us']:.1f}); the stand-in replay {result['stand_in_replay_us']:.1f} µs")
+          f"{result['graph_key_us']:.1f}); the stand-in replay {result['stand_in_replay_us']:.1f} µs; operators per "
+          f"render: {result['operators']['outside_the_splat']} outside the splat (+ "
+          f"{result['operators']['splat_reference']} in its CPU reference)")
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(result, f, indent=1)

@@ -142,6 +142,8 @@ def test_bench_host_times_the_host_path_of_a_replayed_upsample(tmp_path):
                               'gabor_bands=4', '--json', str(out)])
     assert json.loads(out.read_text()) == result and result['hr'] == 32 and result['variant'] == {'gabor_bands': 4}
     assert 0 < result['graph_key_us'] < result['upsample_us'] and result['host_us'] > 0
+    # the encoder alone dispatches 37 convolutions; the reference splat is counted apart
+    assert result['operators']['outside_the_splat'] > 37 and result['operators']['splat_reference'] > 0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
