@@ -49,6 +49,7 @@ declare -A ROW_ARGS=(
   [balance_ng16]="$BALANCE --set num_gaussian_channels=16"
   [balance_soft]="$BALANCE --set gumbel_hard=false"
   [balance_colour]="$BALANCE --set splat_colour=true"
+  [balance_w320]="$BALANCE --set mlp_hidden=[320,320,320,320]"  # the official code's parameter budget
   [default_s1]="--seed 1"
   [gabor16r_s1]="--seed 1 $GABOR16R"
   [ng0_s1]="--seed 1 --set num_gaussian_channels=0"
