@@ -123,3 +123,22 @@ def test_opcheck_of_the_halves(stand_in):
     torch.library.opcheck(torch.ops.gaussiansr.splat_prepare, (feat, sigma, rho, opacity))
     feat_t, params = torch.ops.gaussiansr.splat_prepare(feat, sigma, rho, opacity)
     torch.library.opcheck(torch.ops.gaussiansr.splat_query, (feat_t, params, coords, 5, 6, 2))
+
+
+def test_torch_export_keeps_the_operators_as_nodes(stand_in):
+    """torch.export traces through the operators (their fake shapes) and keeps each as one node of the program,
+    which then runs like the eager call."""
+    feat, sigma, rho, opacity, coords = _inputs(seed=3)
+
+    class Splat(torch.nn.Module):
+        def forward(self, feat, sigma, rho, opacity, coords):
+            prepared = function.prepare_cuda(feat, sigma, rho, opacity)
+            return function.query_cuda(prepared, coords, (5, 6), 2) + function.splat_cuda(feat, sigma, rho, opacity,
+                                                                                             coords, 2)
+
+    program = torch.export.export(Splat(), (feat, sigma, rho, opacity, coords))
+    targets = [str(node.target) for node in program.graph.nodes if node.op == 'call_function']
+    assert [t for t in targets if t.startswith('gaussiansr.')] == [
+        'gaussiansr.splat_prepare.default', 'gaussiansr.splat_query.default', 'gaussiansr.splat_forward.default']
+    torch.testing.assert_close(program.module()(feat, sigma, rho, opacity, coords),
+                               Splat()(feat, sigma, rho, opacity, coords), rtol=0, atol=0)
