@@ -471,3 +471,14 @@ def test_convolutions_run_channels_last_and_keep_it_through_loading(tiny_net_opt
     torch.testing.assert_close(feat, plain, rtol=1e-5, atol=1e-5)
     registered = build_network(dict(tiny_net_opt, encoder={'type': '_TestConvEncoder'}))  # may view NCHW: left so
     assert registered.encoder.conv.weight.is_contiguous() and registered.encode(lq).is_contiguous()
+
+
+def test_the_network_exports_with_torch_export(tiny_net_opt):
+    """torch.export of the query path at test (the design of the training ymls: Gabor bands, refined kernels): the
+    exported program gives the eager output."""
+    net = build_network(dict(tiny_net_opt, gabor_bands=4, kernel_refine=True, head_input='all')).eval()
+    lq = torch.rand(1, 3, 8, 8)
+    coord, cell = (t[None] for t in (make_coord((16, 16)), make_cell(256, (16, 16))))
+    program = torch.export.export(net, (lq, coord, cell))
+    with torch.no_grad():
+        assert torch.equal(program.module()(lq, coord, cell), net(lq, coord, cell))
