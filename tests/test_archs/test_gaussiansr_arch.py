@@ -482,3 +482,15 @@ def test_the_network_exports_with_torch_export(tiny_net_opt):
     program = torch.export.export(net, (lq, coord, cell))
     with torch.no_grad():
         assert torch.equal(program.module()(lq, coord, cell), net(lq, coord, cell))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_on_a_gpu_the_exported_network_keeps_the_splat_operators(tiny_net_opt):
+    net = build_network(dict(tiny_net_opt, gabor_bands=4, kernel_refine=True, head_input='all')).cuda().eval()
+    lq = torch.rand(1, 3, 8, 8, device='cuda')
+    coord, cell = (t[None] for t in (make_coord((16, 16), device='cuda'), make_cell(256, (16, 16), device='cuda')))
+    program = torch.export.export(net, (lq, coord, cell))
+    targets = {str(node.target) for node in program.graph.nodes if node.op == 'call_function'}
+    assert any(t.startswith('gaussiansr.splat_') for t in targets)
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(lq, coord, cell), net(lq, coord, cell), rtol=0, atol=1e-6)
