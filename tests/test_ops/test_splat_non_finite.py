@@ -1,10 +1,12 @@
 """Non-finite inputs of the splat op: the behaviour documented in ``splat``'s docstring, on the reference and the
 dispatcher (the CUDA kernel is held to the same in test_splat_cuda.py)."""
+import math
+
 import pytest
 import torch
 
 from gaussiansr_plugin.ops.splat import splat
-from gaussiansr_plugin.ops.splat.reference import query_centres, splat_reference
+from gaussiansr_plugin.ops.splat.reference import mark_invalid_gaussians, query_centres, splat_reference
 from shared_helpers import splat_inputs
 
 BAD_COORDS = [float('nan'), float('inf'), -float('inf'), 1e30, -1e30]
@@ -58,3 +60,21 @@ def test_a_non_finite_feature_spoils_its_channel_where_its_window_reaches():
     reached[1] = False
     assert not torch.isfinite(out[..., 1][reached]).any() and torch.isfinite(out[..., 1][~reached]).all()
     assert torch.isfinite(out[..., [0, 2]]).all()
+
+
+def test_marking_invalid_gaussians_over_every_edge_value():
+    """Valid means sigma > 0 and finite, |rho| < 1 and a finite opacity (NaN and infinities included); an invalid
+    Gaussian becomes a unit circle of NaN opacity, a valid one is left as it is."""
+    edges = torch.tensor([0.5, 0.0, -0.0, -0.1, 1e-45, 3e38, float('inf'), -float('inf'), float('nan'), 0.99, 1.0,
+                          -1.0, -0.99])
+    sigma_y, sigma_x, rho, opacity = torch.meshgrid(edges, edges, edges, edges, indexing='ij')
+    sigma = torch.stack([sigma_y, sigma_x])[None]
+    rho, opacity = rho[None, None], opacity[None, None]
+    marked = mark_invalid_gaussians(sigma, rho, opacity)
+    finite = [torch.tensor([math.isfinite(v) for v in t.flatten().tolist()]).view(t.shape)  # Python's own test
+              for t in (sigma, rho, opacity)]
+    valid = ((sigma > 0) & finite[0]).all(1, keepdim=True) & (rho.abs() < 1) & finite[2]
+    assert 0 < valid.sum() < valid.numel()
+    for got, given, fill in zip(marked, (sigma, rho, opacity), (1.0, 0.0, float('nan'))):
+        expected = torch.where(valid, given, torch.full_like(given, fill))
+        assert torch.equal(got.isnan(), expected.isnan()) and torch.equal(got.nan_to_num(), expected.nan_to_num())
