@@ -64,6 +64,20 @@ def test_non_finite_gradient_skips_the_step(tiny_net_opt, tmp_path, basicsr_log)
         basicsr_log.messages.clear()
 
 
+def test_the_gradient_check_flags_one_nan_and_not_a_huge_finite_gradient(tiny_net_opt, tmp_path):
+    """Without grad_clip the check sums each gradient's magnitudes: one NaN element anywhere is non-finite, a finite
+    gradient whose 2-norm would overflow float32 is not."""
+    model = build_model(_opt(tiny_net_opt, tmp_path))
+    params = list(model.net_g.parameters())
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    assert bool(model._gradients_finite(None))
+    params[-1].grad[(0,) * params[-1].dim()] = 1e30
+    assert bool(model._gradients_finite(None))
+    params[0].grad[(-1,) * params[0].dim()] = float('nan')
+    assert not bool(model._gradients_finite(None))
+
+
 def test_max_nan_steps_in_a_row_raise_naming_iteration_and_checkpoint(tiny_net_opt, tmp_path):
     model = build_model(_opt(tiny_net_opt, tmp_path, max_nan_steps=3))
     for name in ('net_g_1.pth', 'net_g_2.pth', 'net_g_3.pth', 'net_g_ema_2.pth'):
