@@ -248,12 +248,12 @@ class GaussianSRModel(SRModel):
 
     def _gradients_finite(self, grad_clip) -> torch.Tensor:
         """Whether every gradient is finite, as a device tensor: from the clipped norm when ``grad_clip`` is set (the
-        norm is computed only then), else elementwise. DDP averaged the gradients: the same answer on every rank."""
+        clipping norm is computed only then), else from the sum of |g| of each gradient, in a few multi-tensor kernels
+        (a check per parameter launched five each): a sum carries any NaN or infinity, and overflows only past
+        3.4e38, where a 2-norm does past 1.8e19. DDP averaged the gradients: the same answer on every rank."""
         if grad_clip:
             return torch.isfinite(torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), float(grad_clip)))
         grads = [p.grad for p in self.net_g.parameters() if p.grad is not None]
-        # the sum of |g| of each gradient, in a few multi-tensor kernels (a check per parameter launched five each): a
-        # sum always carries a NaN or an infinity, and overflows only past 3.4e38, where a 2-norm does past 1.8e19
         return torch.isfinite(torch.stack(torch._foreach_norm(grads, 1))).all()
 
     def _account_step(self, current_iter: int, keys: List[str], values: List[float], loss_ok: bool,

@@ -2,8 +2,8 @@
 the recorded step at each replay, which tests the model's side (warm-up, static inputs, learning rates, the queued
 verdicts); on a GPU the real graph is compared with eager steps."""
 import gc
-import weakref
 import math
+import weakref
 from contextlib import contextmanager
 
 import pytest
