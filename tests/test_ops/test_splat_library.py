@@ -10,9 +10,21 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from gaussiansr_plugin.ops.splat import function, splat_reference
 
 
+def _dense_only(entry):
+    """The extension's layout check (csrc/splat.cpp): every tensor argument contiguous."""
+
+    def checked(*args):
+        for arg in args:
+            if isinstance(arg, torch.Tensor) and not arg.is_contiguous():
+                raise RuntimeError(f'{entry.__name__}: a tensor argument must be contiguous')
+        return entry(*args)
+
+    return checked
+
+
 def _stand_in_ext() -> types.SimpleNamespace:
     """The extension's entry points, computed by the reference on any device (the stand-in's params are sigma_y,
-    sigma_x, rho and opacity; the kernels' hold the conic instead)."""
+    sigma_x, rho and opacity; the kernels' hold the conic instead), with the extension's contiguity check."""
 
     def prepare(feat, sigma, rho, opacity):
         params = torch.cat([sigma.flatten(2), rho.flatten(2), opacity.flatten(2)], 1).transpose(1, 2)  # [B, N, 4]
@@ -34,7 +46,8 @@ def _stand_in_ext() -> types.SimpleNamespace:
         _, vjp = torch.func.vjp(lambda *p: splat_reference(*p, coords, radius), *primals)  # runs inside an operator
         return vjp(grad_out)
 
-    return types.SimpleNamespace(prepare=prepare, query=query, forward=forward, backward=backward,
+    return types.SimpleNamespace(prepare=_dense_only(prepare), query=_dense_only(query),
+                                 forward=_dense_only(forward), backward=_dense_only(backward),
                                  channels_per_thread=lambda c: 1)
 
 
@@ -68,6 +81,27 @@ def test_the_operator_forwards_and_differentiates_like_the_reference(stand_in):
     torch.testing.assert_close(out, ref_out)
     for got, expected in zip(grads, ref_grads):
         torch.testing.assert_close(got, expected)
+
+
+def test_the_operators_take_inputs_of_any_layout(stand_in):
+    """A program of torch.export or torch.compile may call an operator with strides other than the eager ones: each
+    operator hands the kernels dense copies, so strided inputs give the contiguous inputs' results."""
+
+    def strided(t):
+        return t.transpose(-1, -2).contiguous().transpose(-1, -2)
+
+    feat, sigma, rho, opacity, coords = _inputs(seed=4)
+    ops = torch.ops.gaussiansr
+    dense = ops.splat_forward(feat, sigma, rho, opacity, coords, 2)
+    for got, expected in zip(ops.splat_forward(*map(strided, (feat, sigma, rho, opacity, coords)), 2), dense):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    out, feat_t, params = dense
+    grads = ops.splat_backward(out, coords, feat_t, params, sigma, rho, 2, 1)
+    strided_grads = ops.splat_backward(*map(strided, (out, coords, feat_t, params, sigma, rho)), 2, 1)
+    for got, expected in zip(strided_grads, grads):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    halves = ops.splat_prepare(*map(strided, (feat, sigma, rho, opacity)))
+    torch.testing.assert_close(ops.splat_query(*map(strided, (*halves, coords)), 5, 6, 2), out, rtol=0, atol=0)
 
 
 def test_fake_shapes_need_no_kernel():

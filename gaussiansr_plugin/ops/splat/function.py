@@ -51,6 +51,12 @@ def backward_parts(batch: int, num_pixels: int, num_queries: int, slices: int, r
     return max(1, min(side, wanted, by_work))
 
 
+def _dense(*tensors: Tensor) -> Tuple[Tensor, ...]:
+    """The operators' inputs as the kernels read them. An operator cannot rely on its caller for the layout: a
+    program of torch.export or torch.compile may hand it strides other than the eager ones."""
+    return tuple(t.contiguous() for t in tensors)
+
+
 # The CUDA kernels as torch.library operators, so that torch.compile, CUDA-graph capture and export trace through
 # them (shapes from the fake implementations) instead of breaking the graph at an opaque extension call: the
 # forward with its autograd backward, and the forward's two halves for inference over many query chunks.
@@ -61,7 +67,7 @@ def splat_forward(feat: Tensor, sigma: Tensor, rho: Tensor, opacity: Tensor, coo
                   radius: int) -> Tuple[Tensor, Tensor, Tensor]:
     """Fused forward on float32 CUDA tensors: out [B, Q, C], and feat_t [B, N, C], params [B, N, 4] (conic and
     opacity of each pixel's Gaussian) kept for the backward."""
-    out, feat_t, params = _ext().forward(feat, sigma, rho, opacity, coords, radius)
+    out, feat_t, params = _ext().forward(*_dense(feat, sigma, rho, opacity, coords), radius)
     return out, feat_t, params
 
 
@@ -77,8 +83,8 @@ def splat_backward(grad_out: Tensor, coords: Tensor, feat_t: Tensor, params: Ten
                    radius: int, parts: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """Deterministic gather backward: gradients of feat [B, C, h, w], sigma [B, 2, h, w], rho and opacity
     [B, 1, h, w]."""
-    grad_feat, grad_sigma, grad_rho, grad_opacity = _ext().backward(grad_out, coords, feat_t, params, sigma, rho,
-                                                                    radius, parts)
+    grad_feat, grad_sigma, grad_rho, grad_opacity = _ext().backward(
+        *_dense(grad_out, coords, feat_t, params, sigma, rho), radius, parts)
     return grad_feat, grad_sigma, grad_rho, grad_opacity
 
 
@@ -94,7 +100,7 @@ def _splat_backward_shapes(grad_out: Tensor, coords: Tensor, feat_t: Tensor, par
 def splat_prepare(feat: Tensor, sigma: Tensor, rho: Tensor, opacity: Tensor) -> Tuple[Tensor, Tensor]:
     """The forward's first half on float32 CUDA tensors: feat_t [B, N, C] and params [B, N, 4], the maps as the
     kernels read them, for ``splat_query``. No autograd."""
-    feat_t, params = _ext().prepare(feat, sigma, rho, opacity)
+    feat_t, params = _ext().prepare(*_dense(feat, sigma, rho, opacity))
     return feat_t, params
 
 
@@ -107,7 +113,7 @@ def _splat_prepare_shapes(feat: Tensor, sigma: Tensor, rho: Tensor, opacity: Ten
 @torch.library.custom_op('gaussiansr::splat_query', mutates_args=())
 def splat_query(feat_t: Tensor, params: Tensor, coords: Tensor, h: int, w: int, radius: int) -> Tensor:
     """The forward's second half: out [B, Q, C] from ``splat_prepare``'s maps of an h x w image. No autograd."""
-    return _ext().query(feat_t, params, coords, h, w, radius)
+    return _ext().query(*_dense(feat_t, params, coords), h, w, radius)
 
 
 @splat_query.register_fake
@@ -127,7 +133,7 @@ def _backward(ctx: FunctionCtx, grad_out: Tensor, *_unused: Optional[Tensor]) ->
     (batch, num_queries, channels), (h, w) = grad_out.shape, sigma.shape[-2:]
     slices = math.ceil(channels / _ext().channels_per_thread(channels))
     parts = backward_parts(batch, h * w, num_queries, slices, ctx.radius, grad_out.device)
-    grads = splat_backward(grad_out.float().contiguous(), coords, feat_t, params, sigma, rho, ctx.radius, parts)
+    grads = splat_backward(grad_out.float(), coords, feat_t, params, sigma, rho, ctx.radius, parts)
     return (*grads, None, None)  # grads of feat, sigma, rho, opacity; none for coords and radius
 
 
@@ -169,9 +175,9 @@ def query_cuda(prepared: Tuple[Tensor, Tensor], coords: Tensor, size: Tuple[int,
 
 
 def _kernel_maps(feat: Tensor, sigma: Tensor, rho: Tensor, opacity: Tensor) -> Tuple[Tensor, ...]:
-    """The maps as the kernels take them: float32, contiguous, invalid Gaussians marked."""
-    return tuple(t.float().contiguous() for t in (feat, *mark_invalid_gaussians(sigma, rho, opacity)))
+    """The maps as the kernels take them: float32, invalid Gaussians marked."""
+    return tuple(t.float() for t in (feat, *mark_invalid_gaussians(sigma, rho, opacity)))
 
 
 def _kernel_coords(coords: Tensor) -> Tensor:
-    return coords.detach().float().contiguous()
+    return coords.detach().float()
