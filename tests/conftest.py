@@ -26,6 +26,16 @@ TINY_NET = dict(
 )
 
 
+@pytest.fixture(autouse=True)
+def _keep_the_start_method():
+    """Restores multiprocessing's start method after each test: BasicSR's ``init_dist`` sets 'spawn' for the whole
+    process, after which every later DataLoader worker re-imports torch and BasicSR (seconds each)."""
+    before = torch.multiprocessing.get_start_method(allow_none=True)
+    yield
+    if torch.multiprocessing.get_start_method(allow_none=True) != before:
+        torch.multiprocessing.set_start_method(before, force=True)
+
+
 @pytest.fixture
 def tiny_net_opt():
     """Option dict (``network_g``) of a tiny GaussianSR."""
