@@ -1,8 +1,8 @@
 """The host time of a ``net.upsample`` call that replays a recorded CUDA graph: what Python does around the replay
 (the argument checks, the tiling and chunk decisions, the graph's key, the recording policy), with the graph replaced
 by a stand-in that copies the input and returns a ready output, so the figure is the host's alone and any machine
-can measure it. At small outputs a GPU waits for this before each replay (docs/benchmarks.md). On a GPU the call
-also asks the driver for free memory (``fit_chunk_size``), which this CPU run does not.
+can measure it. At small outputs a GPU waits for this before each replay (docs/benchmarks.md). A replay asks the
+driver for no free memory (``fit_chunk_size`` runs for eager calls and the recording only).
 
 Also the operators one render dispatches (views excluded): each is a kernel launch on a GPU, what a small upsample's
 eager time and graph replay are made of. On the CPU the splat is its PyTorch reference, counted apart (on a GPU it

@@ -3,7 +3,7 @@
 Reference code: https://github.com/tljxyys/GaussianSR. Differences from it are listed in docs/architecture.md.
 """
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -447,18 +447,18 @@ class GaussianSR(nn.Module):
         """
         check_upsample_args(self, lq, size, chunk_size, tile, tile_overlap)
         size = (int(size[0]), int(size[1]))
-        chunk_size = self.fit_chunk_size(lq, int(chunk_size or self.chunk_size))
+        chunk_size = int(chunk_size or self.chunk_size)
         h, w = lq.shape[-2:]
         tile, tile_overlap = self.tiling(h, w, tile, tile_overlap)
         if out is not None and tuple(out.shape) != (lq.shape[0], 3, *size):
             raise ValueError(f'out must have shape {(lq.shape[0], 3, *size)}, got {tuple(out.shape)}')
         if not tile or (tile >= h and tile >= w):
-            def render(image: Tensor) -> Tensor:
-                return self.render_whole(image, size, chunk_size)
+            render = self._whole_image_render(size, chunk_size)
             rendered = self._graphs(self._graph_key(lq, size, chunk_size), lq, render) \
                 if self._graphable(lq, size) else None
             rendered = render(lq) if rendered is None else rendered
             return rendered if out is None else out.copy_(rendered)
+        chunk_size = self.fit_chunk_size(lq, chunk_size)
         out = lq.new_empty(lq.shape[0], 3, *size) if out is None else out
         for t in tile_plan((h, w), size, int(tile), int(tile_overlap)):
             rendered = self._render_tile(lq, t, (size[0] / h, size[1] / w), chunk_size)
@@ -484,6 +484,19 @@ class GaussianSR(nn.Module):
             return tile, tile_overlap
         context = self.context_radius  # counted here only: it walks the modules
         return (tile, tile_overlap) if context is None else (side, context)
+
+    def _whole_image_render(self, size: Tuple[int, int], chunk_size: int) -> Callable[[Tensor], Tensor]:
+        """``render(image)`` of ``upsample``: ``render_whole`` at ``chunk_size`` fitted to the free memory at its first
+        call and kept, so that a graph recorded from it (keyed by the requested chunk) replays without asking the
+        driver for free memory at every call."""
+        fitted: List[int] = []
+
+        def render(image: Tensor) -> Tensor:
+            if not fitted:
+                fitted.append(self.fit_chunk_size(image, chunk_size))
+            return self.render_whole(image, size, fitted[0])
+
+        return render
 
     def render_whole(self, lq: Tensor, size: Tuple[int, int], chunk_size: int) -> Tensor:
         """``upsample`` of whole images, always eager: [B, 3, h, w] -> [B, 3, H, W]."""

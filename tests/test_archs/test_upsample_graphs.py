@@ -74,6 +74,26 @@ def test_upsample_replays_what_repeats_through_the_recorder(tiny_net_opt, monkey
         assert torch.equal(out, plain)
 
 
+def test_a_replay_asks_for_no_free_memory_and_keeps_the_chunk_it_was_recorded_with(tiny_net_opt, monkeypatch):
+    """The chunk is fitted to the free memory (a driver call on a GPU) by every eager call and once by the recording;
+    the replays reuse it, keyed by the requested chunk."""
+    net = build_network(tiny_net_opt).eval()
+    net._graphs = UpsampleGraphs(record=StandIn)
+    monkeypatch.setattr(net, '_graphable', lambda lq, size: True)
+    fits, chunks = [], []
+    monkeypatch.setattr(net, 'fit_chunk_size', lambda lq, chunk: fits.append(chunk) or chunk // 2)
+    render_whole = net.render_whole
+    monkeypatch.setattr(net, 'render_whole', lambda lq, size, chunk: chunks.append(chunk) or render_whole(lq, size,
+                                                                                                          chunk))
+    lq = torch.rand(1, 3, 9, 8)
+    with torch.no_grad():
+        for _ in range(STREAK + 3):
+            net.upsample(lq, (20, 17), chunk_size=64)
+    assert len(StandIn.recorded) == 1
+    assert fits == [64] * STREAK  # two eager calls and the recording; none for the three replays
+    assert chunks == [32] * (STREAK + 3)
+
+
 def test_the_key_follows_every_way_the_weights_can_be_replaced_or_moved(tiny_net_opt):
     """A recorded graph reads the weights at their addresses, and the key keeps them without walking the modules at
     every call: it must still change when a weight is assigned, loaded with assign=True or converted, and stay when
