@@ -21,7 +21,7 @@ import torch.nn.functional as F
 import gaussiansr_plugin  # noqa: F401
 from basicsr.utils.registry import ARCH_REGISTRY
 from gaussiansr_plugin.archs.gaussian_util import make_cell, make_coord
-from gaussiansr_plugin.archs.gaussiansr_arch import sample_bicubic
+from gaussiansr_plugin.archs.bicubic_sampling import sample_bicubic
 from gaussiansr_plugin.cli.arguments import add_chunk_size_argument
 from gaussiansr_plugin.inference.profiling import device_name, peak_memory_mb, time_call
 from gaussiansr_plugin.ops.splat import SplatSource, splat

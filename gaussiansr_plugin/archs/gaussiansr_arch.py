@@ -6,7 +6,6 @@ import math
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
@@ -14,6 +13,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from ..ops.splat import BACKENDS as SPLAT_BACKENDS
 from ..ops.splat import MAX_RADIUS as SPLAT_MAX_RADIUS
 from ..ops.splat import SplatSource
+from .bicubic_sampling import sample_bicubic
 from .decoder import MLPDecoder
 from .encoders import build_encoder, is_builtin, is_convolutional
 from ..option_checks import check_int_option, is_int_at_least, is_number, strict_kwargs
@@ -32,14 +32,6 @@ MIN_CHUNK_SIZE = 4096
 # LR side of the tiles a larger image is encoded in by default (GaussianSR.auto_tile_side)
 AUTO_TILE_SIDE = 1024
 OFFSET_ENCODINGS = ('linear', 'periodic')
-
-
-def sample_bicubic(x: Tensor, coord: Tensor) -> Tensor:
-    """Bicubic sample of ``x`` [B, C, h, w] at ``coord`` [B, Q, 2] ((y, x) in [-1, 1]) -> [B, Q, C], in float32
-    (grid_sample is both slower and less accurate in bf16)."""
-    grid = coord.flip(-1).unsqueeze(1).float()  # grid_sample wants (x, y)
-    out = F.grid_sample(x.float(), grid, mode='bicubic', padding_mode='border', align_corners=False)
-    return out[:, :, 0].transpose(1, 2)
 
 
 def _check_sizes(bank_size, sigma_range, tau, mlp_hidden, head_hidden) -> None:

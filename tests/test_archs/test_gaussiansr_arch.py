@@ -273,7 +273,7 @@ def test_large_outputs_have_bounded_memory(h, H):
 
 def _plain_query(net, lq, coord, cell):
     """The method written out step by step (two separate bicubic samples, no chunks): the unoptimised reference."""
-    from gaussiansr_plugin.archs.gaussiansr_arch import sample_bicubic
+    from gaussiansr_plugin.archs.bicubic_sampling import sample_bicubic
     from gaussiansr_plugin.ops.splat import splat_reference
     feat = net.encode(lq)
     k = net.gaussians(feat)
