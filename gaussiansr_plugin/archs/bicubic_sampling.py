@@ -21,8 +21,9 @@ _A = -0.75  # the cubic convolution's parameter, as PyTorch's grid_sample and in
 def sample_bicubic(x: Tensor, coord: Tensor) -> Tensor:
     """Bicubic sample of ``x`` [B, C, h, w] at ``coord`` [B, Q, 2] ((y, x) in [-1, 1]) -> [B, Q, C], in float32
     (grid_sample is both slower and less accurate in bf16). Under autograd on a GPU, the gathered form
-    (``GatheredBicubic``), whose backward adds rows instead of single channels; else grid_sample."""
-    if x.is_cuda and x.requires_grad and torch.is_grad_enabled():
+    (``GatheredBicubic``), whose backward adds rows instead of single channels; else grid_sample, which also
+    differentiates the positions when they ask for it."""
+    if x.is_cuda and x.requires_grad and not coord.requires_grad and torch.is_grad_enabled():
         return GatheredBicubic.apply(x, coord)
     grid = coord.flip(-1).unsqueeze(1).float()  # grid_sample wants (x, y)
     out = F.grid_sample(x.float(), grid, mode='bicubic', padding_mode='border', align_corners=False)

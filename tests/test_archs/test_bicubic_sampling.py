@@ -61,6 +61,7 @@ def test_on_a_gpu_training_takes_the_gathered_form_and_records_in_a_graph():
     out, grad = _value_and_grad(sample_bicubic, x, coord, weights)
     ref_out, ref_grad = _value_and_grad(_grid_sample, x, coord, weights)
     assert sample_bicubic(x, coord).grad_fn.name() == 'GatheredBicubicBackward'
+    assert sample_bicubic(x, coord.clone().requires_grad_()).grad_fn.name() != 'GatheredBicubicBackward'
     torch.testing.assert_close(out, ref_out, rtol=0, atol=1e-5)
     torch.testing.assert_close(grad, ref_grad, rtol=0, atol=1e-5)
     static = x.detach().clone().requires_grad_()
