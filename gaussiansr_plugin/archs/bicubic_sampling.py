@@ -63,9 +63,9 @@ def bicubic_taps(coord: Tensor, h: int, w: int) -> Tuple[Tensor, Tensor]:
 
 
 class GatheredBicubic(torch.autograd.Function):
-    """``sample_bicubic`` as a gather of each query's 16 rows of the map (channels last) and their weighted sum;
-    the backward adds each query's weighted gradient row into its 16 pixels (``index_add_``). Gradients flow to the
-    map only (the positions are data)."""
+    """``sample_bicubic`` as a gather of each query's 16 rows of the map (channels last) and their weighted sum in
+    float32; the backward adds each query's weighted gradient row into its 16 pixels (``index_add_``). Gradients
+    flow to the map only (the positions are data)."""
 
     @staticmethod
     def forward(ctx: FunctionCtx, x: Tensor, coord: Tensor) -> Tensor:
@@ -75,9 +75,9 @@ class GatheredBicubic(torch.autograd.Function):
         table = x.float().permute(0, 2, 3, 1).reshape(b * h * w, c)
         ctx.save_for_backward(rows, weights)
         ctx.shape, ctx.dtype = x.shape, x.dtype
-        with torch.autocast(x.device.type, enabled=False):  # a weighted sum of 16 rows, in float32
-            taps = table.index_select(0, rows).view(-1, 16, c)
-            return torch.bmm(weights.view(-1, 1, 16), taps).view(b, -1, c)
+        taps = table.index_select(0, rows).view(-1, 16, c)
+        # elementwise, not bmm: a matmul may run in TF32 (or bf16 under autocast); grid_sample sums in float32
+        return (taps * weights.view(-1, 16, 1)).sum(1).view(b, -1, c)
 
     @staticmethod
     def backward(ctx: FunctionCtx, grad_out: Tensor) -> Tuple[Tensor, None]:

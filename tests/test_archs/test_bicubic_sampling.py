@@ -34,6 +34,14 @@ def test_the_gathered_form_is_grid_sample_with_its_gradient(b, c, h, w, q):
     torch.testing.assert_close(grad, ref_grad, rtol=0, atol=1e-5)
 
 
+def test_autocast_leaves_the_weighted_sum_in_float32():
+    x, coord = torch.randn(2, 4, 6, 5), torch.rand(2, 40, 2) * 2 - 1
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = GatheredBicubic.apply(x, coord)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, _grid_sample(x, coord), rtol=0, atol=1e-5)
+
+
 def test_the_gradient_comes_back_in_the_map_dtype_and_layout():
     x = torch.randn(2, 6, 5, 4).to(torch.bfloat16).contiguous(memory_format=torch.channels_last).requires_grad_()
     out = GatheredBicubic.apply(x, torch.rand(2, 30, 2) * 2 - 1)
