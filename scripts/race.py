@@ -584,9 +584,18 @@ def time_iterations(args: argparse.Namespace, device: torch.device, steps: int, 
 # ----------------------------------------------------------------------------------------------------- table
 
 
+def loss_before(result: dict, iteration: int, span: int = 1000) -> Optional[float]:
+    """The mean training loss over the ``span`` iterations before ``iteration`` (as logged every ``loss_every``:
+    entry i averages iterations i * every + 1 ... (i + 1) * every), or None when none was logged."""
+    every = result['loss_every']
+    window = result['loss'][max(0, (iteration - span) // every):iteration // every]
+    return sum(window) / len(window) if window else None
+
+
 def table(paths: List[str]) -> str:
-    """Markdown: per racer, one row per evaluated iteration with the PSNR-Y gain over bicubic (dB) and the SSIM-Y
-    per scale; with several racers, a second table of the differences ``ours - X`` (``ours``: the racer named
+    """Markdown: per racer, one row per evaluated iteration with the PSNR-Y gain over bicubic (dB), the SSIM-Y per
+    scale and the mean training loss of the 1000 iterations before (the same L1 on the same batches for every
+    racer); with several racers, a second table of the differences ``ours - X`` (``ours``: the racer named
     ``default``, else the first ``--peer ours`` one) at the iterations both evaluated."""
     results = [json.load(open(p)) for p in paths]
     if not results:
@@ -596,13 +605,16 @@ def table(paths: List[str]) -> str:
     head = ' | '.join(f'x{s}' for s in scales)
     rule = '|---|---|' + '---|' * 2 * len(scales)
     lines = ['bicubic PSNR-Y ' + ' / '.join(f"{bicubic[s]['psnr']:.2f}" for s in scales), '',
-             f'| racer | iteration | {head} | SSIM {head} | train s | params |', rule + '---|---|',
+             f'| racer | iteration | {head} | SSIM {head} | loss, last 1k | train s | params |',
+             rule + '---|---|---|',
              '| bicubic | - | ' + ' | '.join(['+0.00'] * len(scales) + [f"{bicubic[s]['ssim']:.4f}" for s in scales])
-             + ' | - | - |']
+             + ' | - | - | - |']
     for r in results:
         for it, sc in r['scores'].items():
             cells = [f"{sc[s]['psnr'] - bicubic[s]['psnr']:+.2f}" for s in scales]
             cells += [f"{sc[s]['ssim']:.4f}" for s in scales]
+            loss = loss_before(r, int(it))
+            cells.append('-' if loss is None else f'{loss:.5f}')
             lines.append(f"| {r['racer']} | {it} | " + ' | '.join(cells) + f" | {r['train_s']:.0f} | "
                          f"{r['params'] / 1e6:.3f} M |")
     if len(results) > 1:

@@ -137,12 +137,20 @@ def test_table_and_figures(straight, tmp_path, capsys, monkeypatch):
     race.main()
     text = capsys.readouterr().out
     assert '| racer | iteration | x2 | x3 | x4 | x2.4 | x6 | x12 | SSIM x2 |' in text
+    assert '| loss, last 1k | train s | params |' in text
     assert '| default | 3 | ' in text and '| liif | 8 | ' in text and '| bicubic | - | +0.00 |' in text
     assert '| default − liif | 6 | +1.00 | +1.00 | +1.00 | +1.00 | +1.00 | +1.00 | +0.0100 |' in text
     monkeypatch.setattr(sys, 'argv', ['plot_race.py', '--curves', str(tmp_path / 'curves.png'), '--loss',
                                       str(tmp_path / 'loss.png'), *paths])
     plot_race.main()
     assert (tmp_path / 'curves.png').stat().st_size > 0 and (tmp_path / 'loss.png').stat().st_size > 0
+
+
+def test_the_loss_before_an_evaluation_is_the_mean_of_the_entries_logged_in_its_span():
+    result = {'loss_every': 100, 'loss': [float(i) for i in range(30)]}  # entry i: iterations 100 i + 1 ... 100 (i + 1)
+    assert race.loss_before(result, 2000) == sum(range(10, 20)) / 10  # iterations 1001 ... 2000
+    assert race.loss_before(result, 500) == sum(range(5)) / 5  # fewer than the span so far
+    assert race.loss_before(result, 50) is None
 
 
 def test_crop_photos_are_found_by_name_in_png_or_webp_and_checked_before_training(photos, tmp_path):
