@@ -84,13 +84,17 @@ class GaussianSRModel(SRModel):
                                       f'{scale_max:g} (or null)')
 
     def _setup_step_graph(self) -> None:
-        """``train.cuda_graph``: check that the step can be recorded (one ``ValueError`` saying why not)."""
+        """``train.cuda_graph``: true records the step (one ``ValueError`` saying why it cannot); auto records it
+        where it can and trains eagerly elsewhere (the CPU, DDP, ...), saying why in the log."""
         wanted = self.opt['train'].get('cuda_graph', False)
-        if not isinstance(wanted, bool):
-            raise ValueError(f'train.cuda_graph must be true or false, got {wanted!r}')
+        if not (isinstance(wanted, bool) or wanted == 'auto'):
+            raise ValueError(f'train.cuda_graph must be true, false or auto, got {wanted!r}')
         if not wanted:
             return
         problem = graph_problem(self.device, self.opt['dist'], self.opt['train'], self.optimizer_g)
+        if problem and wanted == 'auto':
+            get_root_logger().info(f'train.cuda_graph auto: the step trains eagerly ({problem})')
+            return
         if problem:
             raise ValueError(f'train.cuda_graph: {problem}')
         self._step_graph = StepGraph(self.device)

@@ -3,6 +3,7 @@ the recorded step at each replay, which tests the model's side (warm-up, static 
 verdicts); on a GPU the real graph is compared with eager steps."""
 import gc
 import math
+import types
 import weakref
 from contextlib import contextmanager
 
@@ -104,12 +105,26 @@ def test_a_recorded_run_saves_a_state_an_eager_run_resumes(tiny_net_opt, tmp_pat
 
 
 @pytest.mark.parametrize('train, message', [
-    ({'cuda_graph': 'yes'}, "train.cuda_graph must be true or false, got 'yes'"),
+    ({'cuda_graph': 'yes'}, "train.cuda_graph must be true, false or auto, got 'yes'"),
+    ({'cuda_graph': 1}, 'train.cuda_graph must be true, false or auto, got 1'),
     ({'cuda_graph': True}, r'train.cuda_graph: it needs a CUDA device \(num_gpu > 0\)'),
 ])
 def test_cuda_graph_option_faults(tiny_net_opt, tmp_path, train, message):
     with pytest.raises(ValueError, match=message):
         build_model(_opt(tiny_net_opt, tmp_path, **train))
+
+
+def test_auto_records_where_it_can_and_trains_eagerly_elsewhere(tiny_net_opt, tmp_path, monkeypatch):
+    logged = []
+    monkeypatch.setattr(gaussiansr_model, 'get_root_logger',
+                        lambda: types.SimpleNamespace(info=logged.append, warning=logged.append))
+    model = build_model(_opt(tiny_net_opt, tmp_path, cuda_graph='auto'))  # the CPU: eager, and the log says why
+    assert model._step_graph is None
+    assert 'train.cuda_graph auto: the step trains eagerly (it needs a CUDA device (num_gpu > 0))' in logged
+    _train(model, [_batch(0)])
+    model.device, model.opt['train']['cuda_graph'] = torch.device('cuda'), 'auto'  # as on a GPU
+    model._setup_step_graph()
+    assert model._step_graph is not None
 
 
 def test_what_a_recorded_step_cannot_follow(tiny_net_opt, tmp_path):
