@@ -25,6 +25,11 @@ def sample_bicubic(x: Tensor, coord: Tensor) -> Tensor:
     differentiates the positions when they ask for it."""
     if x.is_cuda and x.requires_grad and not coord.requires_grad and torch.is_grad_enabled():
         return GatheredBicubic.apply(x, coord)
+    return grid_sample_bicubic(x, coord)
+
+
+def grid_sample_bicubic(x: Tensor, coord: Tensor) -> Tensor:
+    """``sample_bicubic`` by ``grid_sample`` alone, whatever the device and autograd."""
     grid = coord.flip(-1).unsqueeze(1).float()  # grid_sample wants (x, y)
     out = F.grid_sample(x.float(), grid, mode='bicubic', padding_mode='border', align_corners=False)
     return out[:, :, 0].transpose(1, 2)
