@@ -40,6 +40,7 @@ every evaluation, at a pause and at the end.
     bash scripts/race_all.sh results state 50000 540 default official liif   # rows side by side on one GPU
     python scripts/race.py --timing 50 --set radius=4        # ms per training iteration of the variant, alone
     python scripts/race.py --table results/race_*.json       # markdown tables of the runs so far
+    python scripts/race.py --table results/race_*.json --pairs balance:official balance_s1:official_s1   # seed pairs
     python scripts/race.py --score results/default.pth --set cell_clip=null --eval-dir ...   # saved weights, rescored
 """
 import argparse
@@ -630,6 +631,35 @@ def table(paths: List[str]) -> str:
     return '\n'.join(lines)
 
 
+def pair_table(paths: List[str], pairs: List[str]) -> str:
+    """Markdown: the PSNR-Y difference ``a - b`` of each pair ``a:b`` of racers (e.g. one per seed) at the iterations
+    both evaluated, and their mean where every pair has the iteration."""
+    by_name = {r['racer']: r for r in (json.load(open(p)) for p in paths)}
+    split = [pair.split(':') for pair in pairs]
+    missing = sorted({name for pair in split for name in pair if name not in by_name})
+    if any(len(pair) != 2 for pair in split) or missing:
+        raise SystemExit(f'error: --pairs takes a:b of racers in the files; not found or malformed: '
+                         f'{", ".join(missing) or " ".join(pairs)}')
+    scales = list(next(iter(by_name.values()))['bicubic'])
+
+    def diff(a: str, b: str, it: str) -> Optional[List[float]]:
+        sa, sb = by_name[a]['scores'].get(it), by_name[b]['scores'].get(it)
+        return None if sa is None or sb is None else [sa[s]['psnr'] - sb[s]['psnr'] for s in scales]
+
+    def cell(values: Optional[List[float]]) -> str:
+        return '–' if values is None else ' / '.join(f'{v:+.2f}' for v in values)
+
+    iterations = sorted({it for a, b in split for it in by_name[a]['scores'] if it in by_name[b]['scores']}, key=int)
+    head = ' / '.join(f'x{s}' for s in scales)
+    lines = ['| iteration | ' + ' | '.join(f'{a} − {b} ({head})' for a, b in split) + ' | mean of the pairs |',
+             '|---|' + '---|' * (len(split) + 1)]
+    for it in iterations:
+        diffs = [diff(a, b, it) for a, b in split]
+        mean = None if None in diffs else [sum(col) / len(diffs) for col in zip(*diffs)]
+        lines.append(f'| {it} | ' + ' | '.join(cell(d) for d in diffs) + f' | {cell(mean)} |')
+    return '\n'.join(lines)
+
+
 # ----------------------------------------------------------------------------------------------------- CLI
 
 
@@ -666,6 +696,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='photos of the eval dir, named without extension (PNG or WebP)')
     parser.add_argument('--timing', type=int, metavar='STEPS', help='only time STEPS training iterations')
     parser.add_argument('--table', nargs='+', metavar='JSON', help='print markdown tables of result files and exit')
+    parser.add_argument('--pairs', nargs='+', metavar='A:B', help="with --table: also the PSNR-Y differences A − B "
+                        "of these pairs of racers (e.g. one pair per seed) and their mean")
     parser.add_argument('--score', metavar='PTH', help='only score these weights of ours (--save-weights) on --eval-dir '
                         'with --set options, e.g. inference options such as cell_clip')
     parser.add_argument('--precision', default='fp32', choices=PRECISIONS,
@@ -681,6 +713,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         parser.error('--cuda-graph applies to a race of --peer ours only')
     if args.score and not (args.peer == 'ours' and args.eval_dir):
         parser.error('--score needs --peer ours and --eval-dir')
+    if args.pairs and not args.table:
+        parser.error('--pairs goes with --table')
     if not (args.table or args.timing or args.score) and not (args.train_dir and args.eval_dir and args.iters):
         parser.error('a race needs --train-dir, --eval-dir and --iters')
     if min(args.save_every, args.log_every) < 1 or (args.iters is not None and args.iters < 1):
@@ -693,7 +727,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     if args.table:
-        print(table(sorted(p for pattern in args.table for p in glob.glob(pattern) or [pattern])))
+        paths = sorted(p for pattern in args.table for p in glob.glob(pattern) or [pattern])
+        pairs = pair_table(paths, args.pairs) if args.pairs else ''  # a bad pair fails before any output
+        print(table(paths) + (f'\n\n{pairs}' if pairs else ''))
         return
     device = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = args.tf32

@@ -328,3 +328,26 @@ def test_on_a_gpu_a_recorded_race_pauses_resumes_and_scores(photos, tmp_path, ca
         result = json.load(f)
     assert result['cuda_graph'] and result['finished'] and list(result['scores']) == ['3', '4', '6', '8']
     assert all(math.isfinite(loss) for loss in result['loss'])
+
+
+def test_pairs_print_each_pairs_difference_and_their_mean(straight, tmp_path, capsys, monkeypatch):
+    ref_dir, ref = straight
+    paths = [str(ref_dir / 'race_default.json')]
+    for name, offset in (('official', 1.0), ('ours_s1', 0.0), ('official_s1', 0.5)):
+        other = dict(ref, racer=name)
+        other['scores'] = {k: {s: dict(v, psnr=v['psnr'] - offset) for s, v in sc.items()}
+                           for k, sc in ref['scores'].items() if k != '3' or name != 'official_s1'}
+        (tmp_path / f'race_{name}.json').write_text(json.dumps(other))
+        paths.append(str(tmp_path / f'race_{name}.json'))
+    monkeypatch.setattr(sys, 'argv', ['race.py', '--table', *paths, '--pairs', 'default:official',
+                                      'ours_s1:official_s1'])
+    race.main()
+    text = capsys.readouterr().out
+    assert '| iteration | default − official (x2 / x3 / x4 / x2.4 / x6 / x12) | ours_s1 − official_s1 (' in text
+    six = ' / '.join(['{:+.2f}'] * 6)
+    assert f"| 6 | {six.format(*[1] * 6)} | {six.format(*[.5] * 6)} | {six.format(*[.75] * 6)} |" in text
+    assert f"| 3 | {six.format(*[1] * 6)} | – | – |" in text  # official_s1 has no score at 3
+    monkeypatch.setattr(sys, 'argv', ['race.py', '--table', *paths, '--pairs', 'default:nobody'])
+    with pytest.raises(SystemExit, match='not found or malformed: nobody'):
+        race.main()
+    assert capsys.readouterr().out == ''
