@@ -216,10 +216,12 @@ def time_train_step(params, forward, device, dtype, warmup, reps, scale=4.0, bat
 
 
 def bench_train(net, device, dtype, warmup, reps, scale=4.0, batch=16, q=2304, graph=False):
-    net.train()
-    row = time_train_step(net.parameters(), net, device, dtype, warmup, reps, scale, batch, q, graph)
-    net.eval()
-    return row
+    """``time_train_step`` of a deep copy of ``net``: every row starts from the same weights, and a recorded row meets
+    no autograd node of an earlier row's eager steps on the default stream (a capture after such steps on the same
+    net failed on an H200, torch 2.11: "operation would make the legacy stream depend on a capturing blocking
+    stream")."""
+    net = copy.deepcopy(net).train()
+    return time_train_step(net.parameters(), net, device, dtype, warmup, reps, scale, batch, q, graph)
 
 
 def markdown(result: dict) -> str:

@@ -162,3 +162,37 @@ def test_on_a_gpu_the_recorded_bench_step_replays_after_the_cache_is_emptied():
         replay()
     torch.cuda.synchronize()
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+def test_a_bench_train_row_trains_a_copy_and_leaves_the_net_as_it_was():
+    from basicsr.utils.registry import ARCH_REGISTRY
+    net = ARCH_REGISTRY.get('GaussianSR')(num_gaussian_channels=4).eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    row = bench.bench_train(net, torch.device('cpu'), torch.float32, 0, 2, batch=1, q=16)
+    assert row['ms'] > 0 and not net.training
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_bench_bicubic_times_each_form_and_puts_the_arch_back(tmp_path):
+    import bench_bicubic
+    import gaussiansr_plugin.archs.gaussiansr_arch as gaussiansr_arch
+    default = gaussiansr_arch.sample_bicubic
+    out = tmp_path / 'grid.json'
+    rows = bench_bicubic.main(['--form', 'grid_sample', '--device', 'cpu', '--warmup', '0', '--reps', '1',
+                               '--batch', '1', '--queries', '16', '--set', 'num_gaussian_channels=4', '--json',
+                               str(out)])
+    assert json.loads(out.read_text()) == rows and gaussiansr_arch.sample_bicubic is default
+    assert [(r['form'], r['dtype'], r['graph']) for r in rows] == [('grid_sample', 'float32', False),
+                                                                   ('grid_sample', 'bfloat16', False)]
+    assert all(r['ms'] > 0 for r in rows)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_on_a_gpu_the_bench_records_its_step_after_eager_rows():
+    """The bench's rows in its order, eager then recorded, on one net: the recorded row must capture (it failed when
+    the rows shared the net that the eager rows had trained)."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+    device = torch.device('cuda')
+    net = ARCH_REGISTRY.get('GaussianSR')(gabor_bands=4, kernel_refine=True, head_input='all').to(device)
+    rows = [bench.bench_train(net, device, torch.float32, 2, 3, batch=2, q=256, graph=graph) for graph in (False, True)]
+    assert all('error' not in row and row['ms'] > 0 for row in rows), rows
