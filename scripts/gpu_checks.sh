@@ -22,13 +22,14 @@ STEPS=("$@")
 [ ${#STEPS[@]} -gt 0 ] || STEPS=(tests bench compile profile peers parts decoder_compile chunks precision)
 HELD_OUT="${HELD_OUT:-datasets/demo_wallpapers/val}"
 # the design of the training ymls and the shipped checkpoint (docs/quality.md, row balance)
-DESIGN=(--set gabor_bands=16 --set kernel_refine=true --set head_input=all)
+DESIGN=(--set gabor_bands=16 --set kernel_refine=true --set head_input=all --set bank_balance=0.01)
 
 step_tests() {
   timeout 330 python -m pytest -q -p no:cacheprovider tests/test_inference tests/test_ops tests/test_archs \
     tests/test_models tests/test_reliability/test_nan_steps.py tests/test_reliability/test_training_state.py \
     tests/test_cli/test_basicsr_fixes.py tests/test_scripts/test_race.py \
     tests/test_scripts/test_bench_scripts.py::test_on_a_gpu_the_recorded_bench_step_replays_after_the_cache_is_emptied \
+    tests/test_scripts/test_bench_scripts.py::test_on_a_gpu_the_bench_records_its_step_after_eager_rows \
     > "$WORK/pytest_cuda.log" 2>&1
   tail -1 "$WORK/pytest_cuda.log"
 }
