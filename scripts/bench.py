@@ -152,12 +152,18 @@ def train_inputs(device: torch.device, scale: float = 4.0, batch: int = 16, q: i
 
 def _l1_step(opt: torch.optim.Optimizer, forward, device, dtype, cache: bool = True):
     """``step(batch)``: ``forward(lq, coord, cell)`` (under autocast to ``dtype`` unless float32; ``cache``: autocast's
-    weight-cast cache, off for a recorded step), L1 against ``gt``, backward and ``opt.step()``; the loss, detached."""
+    weight-cast cache, off for a recorded step), L1 against ``gt`` plus the network's own term where it has one
+    (GaussianSR's ``take_balance_loss``, as GaussianSRModel adds it), backward and ``opt.step()``; the loss,
+    detached."""
+    extra_loss = getattr(forward, 'take_balance_loss', lambda: None)
 
     def step(batch):
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32, cache_enabled=cache):
             out = forward(batch['lq'], batch['coord'], batch['cell'])
         loss = (out.float() - batch['gt']).abs().mean()
+        extra = extra_loss()
+        if extra is not None:
+            loss = loss + extra
         loss.backward()
         opt.step()
         return loss.detach()

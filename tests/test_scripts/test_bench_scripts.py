@@ -196,3 +196,14 @@ def test_on_a_gpu_the_bench_records_its_step_after_eager_rows():
     net = ARCH_REGISTRY.get('GaussianSR')(gabor_bands=4, kernel_refine=True, head_input='all').to(device)
     rows = [bench.bench_train(net, device, torch.float32, 2, 3, batch=2, q=256, graph=graph) for graph in (False, True)]
     assert all('error' not in row and row['ms'] > 0 for row in rows), rows
+
+
+def test_the_benched_step_adds_the_balance_term_as_training_does():
+    """With ``bank_balance`` the step takes the network's term into its loss (GaussianSRModel does): the network then
+    holds no finished step's autograd graph."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+    net = ARCH_REGISTRY.get('GaussianSR')(num_gaussian_channels=4, bank_balance=0.5).train()
+    params = list(net.parameters())
+    step = bench.train_step(params, net, torch.device('cpu'), torch.float32, batch=1, q=16)
+    step()
+    assert net.take_balance_loss() is None
