@@ -593,12 +593,11 @@ def loss_before(result: dict, iteration: int, span: int = 1000) -> Optional[floa
     return sum(window) / len(window) if window else None
 
 
-def table(paths: List[str]) -> str:
+def table(results: List[dict]) -> str:
     """Markdown: per racer, one row per evaluated iteration with the PSNR-Y gain over bicubic (dB), the SSIM-Y per
     scale and the mean training loss of the 1000 iterations before (the same L1 on the same batches for every
     racer); with several racers, a second table of the differences ``ours - X`` (``ours``: the racer named
     ``default``, else the first ``--peer ours`` one) at the iterations both evaluated."""
-    results = [json.load(open(p)) for p in paths]
     if not results:
         raise SystemExit('error: no result files')
     bicubic = results[0]['bicubic']
@@ -631,10 +630,10 @@ def table(paths: List[str]) -> str:
     return '\n'.join(lines)
 
 
-def pair_table(paths: List[str], pairs: List[str]) -> str:
+def pair_table(results: List[dict], pairs: List[str]) -> str:
     """Markdown: the PSNR-Y difference ``a - b`` of each pair ``a:b`` of racers (e.g. one per seed) at the iterations
     both evaluated, and their mean where every pair has the iteration."""
-    by_name = {r['racer']: r for r in (json.load(open(p)) for p in paths)}
+    by_name = {r['racer']: r for r in results}
     split = [pair.split(':') for pair in pairs]
     missing = sorted({name for pair in split for name in pair if name not in by_name})
     if any(len(pair) != 2 for pair in split) or missing:
@@ -728,8 +727,9 @@ def main() -> None:
     args = parse_args()
     if args.table:
         paths = sorted(p for pattern in args.table for p in glob.glob(pattern) or [pattern])
-        pairs = pair_table(paths, args.pairs) if args.pairs else ''  # a bad pair fails before any output
-        print(table(paths) + (f'\n\n{pairs}' if pairs else ''))
+        results = [json.load(open(p)) for p in paths]
+        pairs = pair_table(results, args.pairs) if args.pairs else ''  # a bad pair fails before any output
+        print(table(results) + (f'\n\n{pairs}' if pairs else ''))
         return
     device = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = args.tf32
