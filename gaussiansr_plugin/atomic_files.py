@@ -3,7 +3,8 @@
 A file is written to a hidden temporary file in its own folder (``.<name>.<pid>.<random>.tmp``), fsynced, then
 renamed over the target, so a kill never leaves a partial file under the final name. A process killed with
 ``kill -9`` cannot remove its temporary file; the next process that writes to the same folder removes the temporary
-files of processes that no longer run (once per folder). Files are created with mode 0666 minus the umask, like ``open()``.
+files of processes that no longer run (once per folder). Files are created with mode 0666 minus the umask, like
+``open()``.
 """
 import contextlib
 import os

@@ -25,6 +25,8 @@ from gaussiansr_plugin.archs.sgs import GaussianBank
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from race import add_set_argument, load_ours, load_photos, parse_overrides  # noqa: E402  (the race's helpers)
 
+PARAMETERS = ('sigma_y', 'sigma_x', 'rho', 'opacity')  # a bank kernel's channels, in order
+
 
 def bank_stats(net, photos: List[torch.Tensor], scale: float) -> Dict[str, object]:
     """Usage histogram of the argmax kernels over the photos' LR pixels and the bank's movement from its initial
@@ -52,15 +54,12 @@ def bank_stats(net, photos: List[torch.Tensor], scale: float) -> Dict[str, objec
         'max_share': float(share.max()),
         'top5_share': [float(v) for v in share.sort(descending=True).values[:5]],
         'usage': [int(c) for c in counts],
-        'moved_mean': {name: float(moved[:, i].mean()) for i, name in enumerate(('sigma_y', 'sigma_x', 'rho',
-                                                                               'opacity'))},
-        'moved_max': {name: float(moved[:, i].max()) for i, name in enumerate(('sigma_y', 'sigma_x', 'rho',
-                                                                             'opacity'))},
+        'moved_mean': {name: float(moved[:, i].mean()) for i, name in enumerate(PARAMETERS)},
+        'moved_max': {name: float(moved[:, i].max()) for i, name in enumerate(PARAMETERS)},
     }
     if refine_moves:
         mean = torch.stack(refine_moves).mean(dim=0)
-        stats['refinement_mean_abs'] = {name: float(mean[i]) for i, name in enumerate(('sigma_y', 'sigma_x', 'rho',
-                                                                                      'opacity'))}
+        stats['refinement_mean_abs'] = {name: float(mean[i]) for i, name in enumerate(PARAMETERS)}
     return stats
 
 

@@ -10,8 +10,9 @@ training step replayed from one (``graphed_train_step``, as ``train.cuda_graph``
 ``--set key=value`` benches another design (e.g. the training ymls': ``--set gabor_bands=16 --set kernel_refine=true
 --set head_input=all``); every case also gets its tensor-core limit: the FLOPs of the convolutions before the queries
 (per LR pixel) and of the decoder (per query), counted by ``torch.utils.flop_counter``, at ``--peak-tflops``.
-``--compile`` adds each precision with the per-chunk query (splat, bicubic stream, MLP) compiled by ``torch.compile`` (Inductor; the splat
-op is an opaque ``torch.library`` operator), the alternative to a hand-fused query kernel.
+``--compile`` adds each precision with the per-chunk query (splat, bicubic stream, MLP) compiled by
+``torch.compile`` (Inductor; the splat op is an opaque ``torch.library`` operator), the alternative to a hand-fused
+query kernel.
 
     python scripts/bench.py --cuda-graph --json bench.json > bench.md
     python scripts/bench.py --device cpu --reps 3

@@ -1,5 +1,6 @@
 """Latency and peak memory of a peer (the official GaussianSR or LIIF, from its own source folder) measured the way
-scripts/bench.py measures ours: the same LR->HR cases at batch 1 (random weights, ``--precision`` tf32 or fp32 as ours sets it), the
+scripts/bench.py measures ours: the same LR->HR cases at batch 1 (random weights, ``--precision`` tf32 or fp32 as
+ours sets it), the
 same training step (B16, 48x48 LR, 2304 queries, x4, L1, Adam), CUDA events after warm-up, median of ``--reps`` runs,
 ``torch.cuda.max_memory_allocated``. The peer renders as its test code does (race.py's wrappers: chunks of 30000
 queries). One peer per process, since both packages are named ``models``.

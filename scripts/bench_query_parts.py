@@ -121,8 +121,8 @@ def main() -> None:
         'decoder GELUs only (4 x [Q, 256])': (lambda: [F.gelu(hidden) for _ in range(4)], num_blocks),
         'decoder TF32': (tf32(lambda: net.decoder(x)), num_blocks),
         'decoder matmuls only TF32': (tf32(lambda: linears_only(net, x)), num_blocks),
-        'decoder TF32, bias + GELU in the GEMM epilogue': (tf32(lambda: net.decoder.forward_fused(x, torch.float32)),
-                                                          num_blocks),
+        'decoder TF32, bias + GELU in the GEMM epilogue':
+            (tf32(lambda: net.decoder.forward_fused(x, torch.float32)), num_blocks),
         'decoder bf16 autocast': (bf16(lambda: net.decoder(x)), num_blocks),
         'decoder bf16 autocast, bias + GELU in the GEMM epilogue': (bf16(fused(lambda: net.decoder(x))), num_blocks),
         **compiled_decoder_parts(net, x, args.compile_decoder, tf32, bf16, num_blocks),

@@ -8,9 +8,9 @@ bicubic against iteration, and visual crops side by side.
 """
 import argparse
 import glob
-import json
 import os
 import re
+import sys
 from typing import List
 
 import cv2
@@ -19,6 +19,9 @@ import numpy as np
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from race import load_results  # noqa: E402  (one error line for a bad result file)
 
 CROP_COLUMNS = ('lr', 'bicubic', 'gaussiansr', 'liif', 'ours', 'hr')
 CROP_TITLES = {'lr': 'LR (nearest)', 'bicubic': 'bicubic', 'gaussiansr': 'official GaussianSR', 'liif': 'LIIF',
@@ -31,14 +34,6 @@ def smooth(values: List[float], window: int = 5) -> np.ndarray:
     if len(values) < window:
         return values
     return np.convolve(values, np.ones(window) / window, mode='valid')
-
-
-def load_results(paths: List[str]) -> List[dict]:
-    results = []
-    for path in paths:
-        with open(path) as f:
-            results.append(json.load(f))
-    return results
 
 
 def label(result: dict) -> str:

@@ -3,7 +3,8 @@
 Every racer is trained and scored by the harness in this file, so the same ``--seed`` gives every racer the same
 batches and the same held-out crops:
 
-- training photos: the PNGs (or lossless WebPs) of ``--train-dir``, loaded once as uint8 [3, H, W] on the device (each at least 192²);
+- training photos: the PNGs (or lossless WebPs) of ``--train-dir``, loaded once as uint8 [3, H, W] on the device
+  (each at least 192²);
 - one batch: 16 items, ONE scale s ~ U(1, 4) per batch; per item a random photo, a random HR crop of side
   round(48 s), random hflip / vflip / transpose; LR = antialiased bicubic to 48², clamped, quantised to 8 bits;
   2304 query pixels of the HR crop drawn without replacement: coord [Q, 2] (y, x), pixel k of n at -1 + (2k + 1) / n,
@@ -593,6 +594,24 @@ def loss_before(result: dict, iteration: int, span: int = 1000) -> Optional[floa
     return sum(window) / len(window) if window else None
 
 
+def load_results(paths: List[str]) -> List[dict]:
+    """The result files that ``--out`` wrote, in the order given; a missing, unreadable or malformed file ends the
+    script with one error line."""
+    results = []
+    for path in paths:
+        try:
+            with open(path) as f:
+                result = json.load(f)
+        except OSError as exc:
+            raise SystemExit(f'error: cannot read {path}: {exc.strerror}') from None
+        except ValueError:
+            raise SystemExit(f'error: {path} is not JSON') from None
+        if not isinstance(result, dict) or not {'racer', 'scores'} <= result.keys():
+            raise SystemExit(f'error: {path} is not a race result (the --out file of scripts/race.py)')
+        results.append(result)
+    return results
+
+
 def table(results: List[dict]) -> str:
     """Markdown: per racer, one row per evaluated iteration with the PSNR-Y gain over bicubic (dB), the SSIM-Y per
     scale and the mean training loss of the 1000 iterations before (the same L1 on the same batches for every
@@ -697,8 +716,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--table', nargs='+', metavar='JSON', help='print markdown tables of result files and exit')
     parser.add_argument('--pairs', nargs='+', metavar='A:B', help="with --table: also the PSNR-Y differences A − B "
                         "of these pairs of racers (e.g. one pair per seed) and their mean")
-    parser.add_argument('--score', metavar='PTH', help='only score these weights of ours (--save-weights) on --eval-dir '
-                        'with --set options, e.g. inference options such as cell_clip')
+    parser.add_argument('--score', metavar='PTH', help='only score these weights of ours (--save-weights) on '
+                        '--eval-dir with --set options, e.g. inference options such as cell_clip')
     parser.add_argument('--precision', default='fp32', choices=PRECISIONS,
                         help='with --score: the inference precision (gaussiansr_plugin.precision). Default: fp32, the '
                         'exact reference the race scores with')
@@ -726,8 +745,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     if args.table:
-        paths = sorted(p for pattern in args.table for p in glob.glob(pattern) or [pattern])
-        results = [json.load(open(p)) for p in paths]
+        results = load_results(sorted(p for pattern in args.table for p in glob.glob(pattern) or [pattern]))
         pairs = pair_table(results, args.pairs) if args.pairs else ''  # a bad pair fails before any output
         print(table(results) + (f'\n\n{pairs}' if pairs else ''))
         return

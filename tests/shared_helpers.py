@@ -47,7 +47,8 @@ def model_opt(net_opt: dict, tmp_path, name: str = 'unit', **train) -> dict:
 
 
 def splat_inputs(b=1, c=3, h=5, w=7, q=20, dtype=torch.float64, seed=0, requires_grad=False) -> tuple:
-    """Random valid (feat, sigma, rho, opacity, coords) of the splat op; coords cover [-1.1, 1.1] so some windows leave the image."""
+    """Random valid (feat, sigma, rho, opacity, coords) of the splat op; coords cover [-1.1, 1.1] so some windows
+    leave the image."""
     gen = torch.Generator().manual_seed(seed)
     feat = torch.randn(b, c, h, w, generator=gen, dtype=dtype)
     sigma = 0.4 + 1.2 * torch.rand(b, 2, h, w, generator=gen, dtype=dtype)

@@ -39,7 +39,8 @@ class GaborTexture(nn.Module):
         return (2 * math.pi) * (cycles - torch.floor(cycles)).to(self.freq.dtype)
 
     def demodulated(self, feat: Tensor) -> Tensor:
-        """The maps to splat, ``a_jk e^{-i theta_k(c_j)}`` as (real, imaginary) channels, [B, C, h, w] -> [B, 2K, h, w]."""
+        """The maps to splat, ``a_jk e^{-i theta_k(c_j)}`` as (real, imaginary) channels,
+        [B, C, h, w] -> [B, 2K, h, w]."""
         h, w = feat.shape[-2:]
         amp_re, amp_im = self.amplitude(feat).float().chunk(2, dim=1)
         ys = torch.arange(h, device=feat.device, dtype=torch.float32)

@@ -27,6 +27,7 @@ from ..data import resumable_sampler
 from ..errors import UserError
 from ..safe_load import safe_torch_load
 
+
 def load_resume_state(opt: dict):
     """The resume state (or None) from ``path.training_states`` (auto_resume) or ``path.resume_state``, loaded safely
     onto the device the run trains on; records the resume point in ``opt['_resume_point']`` for ``make_resumable``."""

@@ -135,4 +135,3 @@ def check_options(opt: Mapping) -> None:
     problems = check_num_gpu(opt) + check_datasets(opt) + missing_data(opt) + check_val(opt) + check_logger(opt)
     if problems:
         raise UserError('; '.join(problems))
-

@@ -14,6 +14,7 @@ from ..archs.gaussiansr_arch import GaussianSR
 from ..errors import first_line
 from .upscaler import RenderPlan, render
 
+
 class UpsampleAt(nn.Module):
     """``net.upsample`` at a fixed output size, as a module whose ``forward`` takes only the LR image."""
 

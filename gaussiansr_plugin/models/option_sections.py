@@ -2,7 +2,8 @@
 built.
 
 BasicSR reads these sections with ``opt[...][key]`` at the iteration that needs a key, so a misspelt key is
-ignored (``grad_clipp``, ``pretrain_net_g``: random weights tested) or fails with a ``KeyError`` traceback long after training started (``print_freqq``), a
+ignored (``grad_clipp``, ``pretrain_net_g``: random weights tested) or fails with a ``KeyError`` traceback long
+after training started (``print_freqq``), a
 learning rate written ``1e-4`` (a string in YAML) fails inside the optimizer, and ``total_iter: 0`` saves an
 untrained model. Here each becomes one ``ValueError`` naming the option when the model is built.
 """

@@ -36,7 +36,8 @@ def _state_opt(tmp_path, auto_resume: bool) -> dict:
     states.mkdir(parents=True)
     torch.save({'epoch': 1, 'iter': 5, 'optimizers': [], 'schedulers': []}, states / '5.state')
     return {'name': 'run', 'auto_resume': auto_resume, 'num_gpu': 0, 'network_g': {},
-            'path': {'training_states': str(states), 'models': str(tmp_path), 'resume_state': None if auto_resume else str(states / '5.state')}}
+            'path': {'training_states': str(states), 'models': str(tmp_path),
+                     'resume_state': None if auto_resume else str(states / '5.state')}}
 
 
 def test_resume_state_is_found_in_its_folder_and_loaded_without_a_gpu(tmp_path, monkeypatch):

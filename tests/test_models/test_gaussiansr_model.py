@@ -165,7 +165,6 @@ class _Loader(list):
         self.dataset = dataset
 
 
-
 @pytest.mark.parametrize('train', [{}, {'grad_clip': 1.0}])
 def test_a_training_step_fetches_from_the_device_once(tiny_net_opt, tmp_path, monkeypatch, train):
     """With an optimiser that cannot skip a step on the device (an unfused Adam, the CPU default), the finite check

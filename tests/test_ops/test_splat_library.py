@@ -167,8 +167,8 @@ def test_torch_export_keeps_the_operators_as_nodes(stand_in):
     class Splat(torch.nn.Module):
         def forward(self, feat, sigma, rho, opacity, coords):
             prepared = function.prepare_cuda(feat, sigma, rho, opacity)
-            return function.query_cuda(prepared, coords, (5, 6), 2) + function.splat_cuda(feat, sigma, rho, opacity,
-                                                                                             coords, 2)
+            queried = function.query_cuda(prepared, coords, (5, 6), 2)
+            return queried + function.splat_cuda(feat, sigma, rho, opacity, coords, 2)
 
     program = torch.export.export(Splat(), (feat, sigma, rho, opacity, coords))
     targets = [str(node.target) for node in program.graph.nodes if node.op == 'call_function']

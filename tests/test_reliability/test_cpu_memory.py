@@ -31,7 +31,7 @@ def test_large_estimate_tiles_automatically_with_the_same_result(tmp_path, tiny_
 
 
 def test_an_image_too_large_for_the_memory_is_refused_before_decoding(tmp_path, tiny_checkpoint, capsys,
-                                                                       monkeypatch):
+                                                                      monkeypatch):
     src, out = tmp_path / 'flat.jpg', tmp_path / 'out.png'
     Image.new('L', (6000, 5000), 128).save(src, quality=50)  # a few kB, 3e7 pixels: within --max-pixels
     monkeypatch.setattr(memory_plan, 'available_memory', lambda: 2**30)

@@ -77,7 +77,7 @@ def test_the_size_of_a_60000_squared_png_comes_from_its_header(tmp_path, no_pixe
 @pytest.mark.parametrize('ext, craft', [('jpg', crafted_jpeg), ('bmp', crafted_bmp), ('gif', crafted_gif),
                                         ('tif', crafted_tiff)])
 def test_bombs_of_every_format_are_sized_from_the_header(tmp_path, no_pixel_decoding, ext, craft, capsys,
-                                                        tiny_checkpoint):
+                                                         tiny_checkpoint):
     path = tmp_path / f'bomb.{ext}'
     path.write_bytes(craft(60000, 50000))  # under 200 bytes each
     start = time.perf_counter()

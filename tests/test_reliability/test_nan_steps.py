@@ -184,8 +184,8 @@ def test_device_skips_match_host_skips(tiny_net_opt, tmp_path):
         models.append((model, model.get_current_log()))
     (host, host_log), (device, device_log) = models
     assert all(torch.equal(a, b) for a, b in zip(host.net_g.parameters(), device.net_g.parameters()))
-    assert all(torch.allclose(a, b, rtol=0, atol=1e-6) for a, b in zip(host.net_g_ema.parameters(),
-                                                                      device.net_g_ema.parameters()))
+    ema_pairs = zip(host.net_g_ema.parameters(), device.net_g_ema.parameters())
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-6) for a, b in ema_pairs)
     assert host_log == device_log and host._nan_steps == device._nan_steps == 0
 
 

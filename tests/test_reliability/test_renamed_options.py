@@ -28,6 +28,6 @@ def test_chunk_argument_works_with_one_warning(capsys):
     assert parser.parse_args([]).chunk_size == 7
     assert parser.parse_args(['--chunk-size', '300']).chunk_size == 300 and capsys.readouterr().err == ''
     assert parser.parse_args(['--chunk', '300']).chunk_size == 300
-    assert capsys.readouterr().err == ('warning: --chunk is deprecated: use --chunk-size (the old name goes in the next '
-                                       'release)\n')
+    assert capsys.readouterr().err == ('warning: --chunk is deprecated: use --chunk-size (the old name goes in the '
+                                       'next release)\n')
     assert '--chunk ' not in parser.format_help()

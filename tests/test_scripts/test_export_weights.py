@@ -40,7 +40,7 @@ def test_the_release_file_holds_the_ema_weights_and_loads_alone(training_checkpo
 @pytest.mark.parametrize('drop, message', [('network_g', 'records no network_g'),
                                            ('output_options', 'records no output_options')])
 def test_a_checkpoint_without_its_options_is_refused_and_nothing_written(training_checkpoint, tmp_path, capsys,
-                                                                          drop, message):
+                                                                         drop, message):
     source, _ = training_checkpoint
     checkpoint = torch.load(source, weights_only=True)
     del checkpoint[drop]

@@ -351,3 +351,27 @@ def test_pairs_print_each_pairs_difference_and_their_mean(straight, tmp_path, ca
     with pytest.raises(SystemExit, match='not found or malformed: nobody'):
         race.main()
     assert capsys.readouterr().out == ''
+
+
+@pytest.mark.parametrize('content, message', [
+    (None, 'cannot read {path}: No such file or directory'),
+    ('{bad', '{path} is not JSON'),
+    ('[1]', '{path} is not a race result (the --out file of scripts/race.py)'),
+])
+def test_a_bad_result_file_is_one_error_line(tmp_path, monkeypatch, capsys, content, message):
+    path = tmp_path / 'race_x.json'
+    if content is not None:
+        path.write_text(content)
+    monkeypatch.setattr(sys, 'argv', ['race.py', '--table', str(path)])
+    with pytest.raises(SystemExit) as exit_info:
+        race.main()
+    assert str(exit_info.value) == 'error: ' + message.format(path=path)
+    assert capsys.readouterr().out == ''
+
+
+def test_plot_race_reads_results_as_the_table_does(tmp_path):
+    run = subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'plot_race.py'), '--curves',
+                          str(tmp_path / 'c.png'), str(tmp_path / 'missing.json')], capture_output=True, text=True)
+    assert run.returncode == 1
+    assert run.stderr.strip() == f"error: cannot read {tmp_path / 'missing.json'}: No such file or directory"
+    assert not (tmp_path / 'c.png').exists()
