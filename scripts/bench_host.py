@@ -6,7 +6,11 @@ driver for no free memory (``fit_chunk_size`` runs for eager calls and the recor
 
 Also the operators one render dispatches (views excluded): each is a kernel launch on a GPU, what a small upsample's
 eager time and graph replay are made of. On the CPU the splat is its PyTorch reference, counted apart (on a GPU it
-is one extension call of a few kernels).
+is one extension call of a few kernels). And the operators of one eager training step (forward, L1, backward, Adam;
+the step of ``scripts/bench.py``, at batch 2 and 256 queries, which changes no operator count), what an eager step's
+time on a GPU is made of. On the CPU the bicubic stream takes the ``grid_sample`` form (a GPU trains the gathered
+form, ``archs/bicubic_sampling.py``), and the splat reference's backward, run by the autograd engine with no Python
+frame of the reference, counts with the rest.
 
     python scripts/bench_host.py [--lr 64 --scale 2] [--set gabor_bands=16 ...] [--json host.json]
 """
@@ -29,6 +33,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from gaussiansr_plugin.archs.upsample_graphs import STREAK, UpsampleGraphs
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import train_step  # noqa: E402  (the benched training step)
 from race import add_set_argument, parse_overrides  # noqa: E402  (the race's --set parser)
 
 
@@ -96,13 +101,22 @@ def main(argv=None) -> dict:
         count = OperatorCount()
         with count:
             net.render_whole(lq, size, net.chunk_size)
+    step = train_step(list(net.parameters()), net.train(), torch.device('cpu'), torch.float32, batch=2, q=256)
+    step()  # the first step creates Adam's state
+    train_count = OperatorCount()
+    with train_count:
+        step()
     result['host_us'] = result['upsample_us'] - result['stand_in_replay_us']
     result['operators'] = {'outside_the_splat': count.counts['other'],
                            'splat_reference': count.counts['splat_reference']}
+    result['train_step_operators'] = {'outside_the_splat': train_count.counts['other'],
+                                      'splat_reference': train_count.counts['splat_reference']}
     print(f"{args.lr}->{size[0]}: upsample's host work {result['host_us']:.1f} µs per call (of which the graph key "
           f"{result['graph_key_us']:.1f}); the stand-in replay {result['stand_in_replay_us']:.1f} µs; operators per "
           f"render: {result['operators']['outside_the_splat']} outside the splat (+ "
-          f"{result['operators']['splat_reference']} in its CPU reference)")
+          f"{result['operators']['splat_reference']} in its CPU reference); per eager training step: "
+          f"{result['train_step_operators']['outside_the_splat']} outside the splat (+ "
+          f"{result['train_step_operators']['splat_reference']})")
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(result, f, indent=1)

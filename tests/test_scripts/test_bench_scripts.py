@@ -145,6 +145,9 @@ def test_bench_host_times_the_host_path_of_a_replayed_upsample(tmp_path):
     assert 0 < result['graph_key_us'] < result['upsample_us'] and result['host_us'] > 0
     # the encoder alone dispatches 37 convolutions; the reference splat is counted apart
     assert result['operators']['outside_the_splat'] > 37 and result['operators']['splat_reference'] > 0
+    # a training step runs the encoder's convolutions forward and backward, the splat's reference both ways
+    steps = result['train_step_operators']
+    assert steps['outside_the_splat'] > 2 * result['operators']['outside_the_splat'] and steps['splat_reference'] > 0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
