@@ -23,6 +23,7 @@ import gaussiansr_plugin  # noqa: F401  (registers the arch)
 from gaussiansr_plugin.archs.sgs import GaussianBank
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from json_results import read_result  # noqa: E402
 from race import add_set_argument, load_ours, load_photos, parse_overrides  # noqa: E402  (the race's helpers)
 
 PARAMETERS = ('sigma_y', 'sigma_x', 'rho', 'opacity')  # a bank kernel's channels, in order
@@ -69,8 +70,7 @@ def plot_usage(paths: List[str], out: str) -> None:
     fig = Figure(figsize=(7, 3.2))
     ax = fig.add_subplot()
     for path in paths:
-        with open(path) as f:
-            stats = json.load(f)
+        stats = read_result(path, ('usage',), 'scripts/bank_stats.py --json')
         usage = np.sort(np.asarray(stats['usage'], dtype=float))[::-1]
         name = os.path.splitext(os.path.basename(path))[0]
         ax.step(np.arange(1, len(usage) + 1), 100 * usage / usage.sum(), where='mid',

@@ -3,7 +3,6 @@
     python scripts/plot_bench.py docs/logs/model_h200_2026-11-29/bench.json docs/figures/bench_scaling.png
 """
 import argparse
-import json
 from collections import defaultdict
 
 import matplotlib
@@ -11,6 +10,7 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 from bench import variant  # noqa: E402  (scripts/bench.py: one label per precision/graph variant)
+from json_results import read_result  # noqa: E402
 
 
 def series(result: dict) -> dict:
@@ -28,8 +28,7 @@ def main() -> None:
     parser.add_argument('bench_json')
     parser.add_argument('out')
     args = parser.parse_args()
-    with open(args.bench_json) as f:
-        result = json.load(f)
+    result = read_result(args.bench_json, ('inference',), 'scripts/bench.py --json')
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4))
     for label, points in series(result).items():
         pixels, ms, gib = zip(*points)

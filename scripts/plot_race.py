@@ -21,7 +21,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from race import load_results  # noqa: E402  (one error line for a bad result file)
+from race import load_results  # noqa: E402  (the table's reading of result files)
 
 CROP_COLUMNS = ('lr', 'bicubic', 'gaussiansr', 'liif', 'ours', 'hr')
 CROP_TITLES = {'lr': 'LR (nearest)', 'bicubic': 'bicubic', 'gaussiansr': 'official GaussianSR', 'liif': 'LIIF',

@@ -62,6 +62,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import yaml  # noqa: E402
+from json_results import read_result  # noqa: E402
 
 BATCH = 16
 LR_SIZE = 48
@@ -597,19 +598,7 @@ def loss_before(result: dict, iteration: int, span: int = 1000) -> Optional[floa
 def load_results(paths: List[str]) -> List[dict]:
     """The result files that ``--out`` wrote, in the order given; a missing, unreadable or malformed file ends the
     script with one error line."""
-    results = []
-    for path in paths:
-        try:
-            with open(path) as f:
-                result = json.load(f)
-        except OSError as exc:
-            raise SystemExit(f'error: cannot read {path}: {exc.strerror}') from None
-        except ValueError:
-            raise SystemExit(f'error: {path} is not JSON') from None
-        if not isinstance(result, dict) or not {'racer', 'scores'} <= result.keys():
-            raise SystemExit(f'error: {path} is not a race result (the --out file of scripts/race.py)')
-        results.append(result)
-    return results
+    return [read_result(path, ('racer', 'scores'), 'scripts/race.py --out') for path in paths]
 
 
 def table(results: List[dict]) -> str:

@@ -356,7 +356,7 @@ def test_pairs_print_each_pairs_difference_and_their_mean(straight, tmp_path, ca
 @pytest.mark.parametrize('content, message', [
     (None, 'cannot read {path}: No such file or directory'),
     ('{bad', '{path} is not JSON'),
-    ('[1]', '{path} is not a race result (the --out file of scripts/race.py)'),
+    ('[1]', '{path} is not a result of scripts/race.py --out'),
 ])
 def test_a_bad_result_file_is_one_error_line(tmp_path, monkeypatch, capsys, content, message):
     path = tmp_path / 'race_x.json'
@@ -369,9 +369,12 @@ def test_a_bad_result_file_is_one_error_line(tmp_path, monkeypatch, capsys, cont
     assert capsys.readouterr().out == ''
 
 
-def test_plot_race_reads_results_as_the_table_does(tmp_path):
-    run = subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'plot_race.py'), '--curves',
-                          str(tmp_path / 'c.png'), str(tmp_path / 'missing.json')], capture_output=True, text=True)
-    assert run.returncode == 1
-    assert run.stderr.strip() == f"error: cannot read {tmp_path / 'missing.json'}: No such file or directory"
+@pytest.mark.parametrize('script, args', [('plot_race.py', ['--curves', 'c.png', 'broken.json']),
+                                          ('plot_bench.py', ['broken.json', 'c.png']),
+                                          ('bank_stats.py', ['--plot', 'c.png', 'broken.json'])])
+def test_each_figure_script_refuses_a_bad_result_file_in_one_line(tmp_path, script, args):
+    (tmp_path / 'broken.json').write_text('{"racer": ')
+    run = subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', script), *args], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert run.returncode == 1 and run.stderr.strip() == 'error: broken.json is not JSON', run.stderr
     assert not (tmp_path / 'c.png').exists()
